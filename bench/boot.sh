@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Boot benchmark (issue: MicroVM core). Measures in one run, side by side:
+#   box   a3s-box run --rm --rootfs R -- /bin/true          (the product)
+#   bare  QEMU booting our kernel with a trivial init that reboots at once
+#         (the limit: same machine type, vCPUs, memory, accelerator)
+#   stock the same bare boot with Debian's cloud kernel (linux-image-cloud-amd64)
+# and reports median ratios box/bare (target <= 1.25) and bare/stock
+# (target <= 0.5).
+#
+# usage: bench/boot.sh [RUNS]      (needs `make setup` and hyperfine)
+# env:   CPUS (default 2), MEMORY_MIB (default 512), ACCEL (default: a3s-box's choice)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs="${1:-10}"
+cpus="${CPUS:-2}"
+mem="${MEMORY_MIB:-512}"
+share=target/share/a3s-box
+bin=target/release/a3s-box
+rootfs="$share/rootfs-busybox"
+stock_kernel="$(ls /boot/vmlinuz-*cloud-amd64 2>/dev/null | sort -V | tail -1 || true)"
+for need in "$bin" "$share/vmlinux" "$rootfs/bin/busybox"; do
+    [[ -e "$need" ]] || { echo "boot.sh: $need missing: run make setup" >&2; exit 1; }
+done
+[[ -n "$stock_kernel" ]] || { echo "boot.sh: no cloud kernel: scripts/install-deps.sh --bench" >&2; exit 1; }
+command -v hyperfine >/dev/null || { echo "boot.sh: hyperfine missing: scripts/install-deps.sh --bench" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+gcc -O2 -static -o "$work/init" bench/trivial-init.c
+(cd "$work" && echo init | cpio -o -H newc --quiet > trivial.cpio)
+
+info="$("$bin" info --format json)"
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$info"; }
+accel="${ACCEL:-$(field '["accelerator"]["accel"]')}"
+cpu=max; [[ "$accel" == kvm ]] && cpu=host
+qemu="qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,acpi=off -accel $accel -cpu $cpu \
+ -m ${mem}M -smp $cpus -nodefaults -no-user-config -nographic -no-reboot -serial null -initrd $work/trivial.cpio"
+# Our kernel gets the command line a3s-box gives it; the stock kernel the minimal one.
+ours_args="$(field '["kernel_args"]')"
+
+echo "accelerator: $accel, vCPUs: $cpus, memory: ${mem} MiB, runs: $runs"
+echo "kernel args (ours): $ours_args"
+export A3S_HOME="$work/home"
+hyperfine -N -w 1 -r "$runs" --export-json "$work/boot.json" \
+    -n box "$bin run --rm --accel $accel --cpus $cpus --memory ${mem}m --rootfs $rootfs -- /bin/true" \
+    -n bare "$qemu -kernel $share/vmlinux -append '$ours_args'" \
+    -n stock "$qemu -kernel $stock_kernel -append 'console=ttyS0 quiet panic=-1 reboot=t'"
+
+python3 - "$work/boot.json" <<'PY'
+import json, statistics, sys
+r = {x["command"]: statistics.median(x["times"]) for x in json.load(open(sys.argv[1]))["results"]}
+print(f"median wall: box {r['box']:.3f} s, bare {r['bare']:.3f} s, stock {r['stock']:.3f} s")
+print(f"box / bare   = {r['box'] / r['bare']:.2f}   (target <= 1.25)")
+print(f"bare / stock = {r['bare'] / r['stock']:.2f}   (target <= 0.50)")
+PY

@@ -1,0 +1,228 @@
+//! Early boot: the re-root that lets workloads `pivot_root`, the kernel
+//! filesystems, finding the agent port, and assembling the box root
+//! (read-only image + tmpfs upper, joined by overlayfs).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use a3s_box_core::guest::message::RootSpec;
+use a3s_box_core::guest::AGENT_PORT_NAME;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, chroot, mkdir};
+
+use crate::error::{Context, InitError};
+
+/// Where the assembled box root is mounted (the workload pivots into it).
+pub const BOX_ROOT: &str = "/a3s/root";
+const LOWER: &str = "/a3s/lower";
+const RW: &str = "/a3s/rw";
+const UPPER: &str = "/a3s/rw/upper";
+const WORK: &str = "/a3s/rw/work";
+/// Temporary mountpoint of the re-root bind mount.
+const REROOT: &str = "/.a3s-reroot";
+
+const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
+/// How long to wait for the agent port (or the root device) to appear.
+const DEVICE_WAIT: Duration = Duration::from_secs(5);
+const DEVICE_POLL: Duration = Duration::from_millis(10);
+
+fn mkdir_ok(path: &str) -> Result<(), InitError> {
+    match mkdir(path, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e).context(|| format!("mkdir {path}")),
+    }
+}
+
+fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<(), InitError> {
+    mkdir_ok(target)?;
+    mount(Some(fstype), target, Some(fstype), flags, Some(data))
+        .context(|| format!("mount {fstype} on {target}"))
+}
+
+/// Move the initramfs under a bind mount of itself. `pivot_root` refuses a
+/// root that is the initial rootfs; a bind mount on top of it has a parent,
+/// so the workload's mount namespace can pivot away from it.
+fn reroot() -> Result<(), InitError> {
+    mkdir_ok(REROOT)?;
+    mount(
+        Some("/"),
+        REROOT,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context(|| format!("bind / on {REROOT}"))?;
+    chdir(REROOT).context(|| format!("chdir {REROOT}"))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context(|| format!("move {REROOT} to /"))?;
+    chroot(".").context(|| "chroot to the re-rooted initramfs".into())?;
+    chdir("/").context(|| "chdir /".into())?;
+    let _ = fs::remove_dir(REROOT);
+    Ok(())
+}
+
+/// Mount what PID 1 needs: /proc, /sys, /dev, /dev/pts, /run.
+pub fn early_mounts() -> Result<(), InitError> {
+    reroot()?;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", nosuid_nodev_noexec, "")?;
+    mount_fs("sysfs", "/sys", nosuid_nodev_noexec, "")?;
+    match mount_fs("devtmpfs", "/dev", MsFlags::MS_NOSUID, "mode=0755") {
+        // The kernel may have mounted it already (CONFIG_DEVTMPFS_MOUNT).
+        Err(InitError::Sys {
+            errno: Errno::EBUSY,
+            ..
+        })
+        | Ok(()) => {}
+        Err(e) => return Err(e),
+    }
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "mode=0620,ptmxmode=0666",
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=0755",
+    )?;
+    ensure_stdio();
+    Ok(())
+}
+
+/// Make sure fds 0–2 are open, so no later file lands on them by accident.
+fn ensure_stdio() {
+    for fd in 0..3 {
+        if fcntl(fd, FcntlArg::F_GETFD) == Err(Errno::EBADF) {
+            // Opening assigns the lowest free fd, which is `fd`; keep it open.
+            if let Ok(f) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+                debug_assert_eq!(f.as_raw_fd(), fd);
+                std::mem::forget(f);
+            }
+        }
+    }
+}
+
+/// Whether `/proc/cmdline` asks for milestone logging.
+pub fn debug_requested() -> bool {
+    fs::read_to_string("/proc/cmdline").is_ok_and(|c| crate::log::cmdline_wants_debug(&c))
+}
+
+/// The kernel release (`uname -r`).
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entry of `ports_dir` (`/sys/class/virtio-ports`) whose `name` is
+/// `wanted`, e.g. `vport0p1`.
+pub fn find_port(ports_dir: &Path, wanted: &str) -> io::Result<Option<String>> {
+    let entries = match fs::read_dir(ports_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = fs::read_to_string(entry.path().join("name")) else {
+            continue;
+        };
+        if name.trim_end_matches('\n') == wanted {
+            return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Find and open the agent port, waiting up to [`DEVICE_WAIT`] for it.
+pub fn open_port() -> Result<(File, String), InitError> {
+    let deadline = Instant::now() + DEVICE_WAIT;
+    loop {
+        let found = find_port(Path::new(VIRTIO_PORTS), AGENT_PORT_NAME)
+            .context(|| format!("scan {VIRTIO_PORTS}"))?;
+        if let Some(dev) = found {
+            let path = format!("/dev/{dev}");
+            match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => return Ok((file, path)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {}
+                Err(e) => return Err(e).context(|| format!("open {path}")),
+            }
+        } else if Instant::now() >= deadline {
+            return Err(InitError::Sys {
+                what: format!("no virtio port named {AGENT_PORT_NAME} in {VIRTIO_PORTS}"),
+                errno: Errno::ENODEV,
+            });
+        }
+        thread::sleep(DEVICE_POLL);
+    }
+}
+
+/// Mount the image read-only, a tmpfs for writes, and the overlay of both on
+/// [`BOX_ROOT`].
+pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
+    for dir in ["/a3s", LOWER, RW, BOX_ROOT] {
+        mkdir_ok(dir)?;
+    }
+    let what = || format!("mount {} ({}) on {LOWER}", root.device, root.fstype);
+    let deadline = Instant::now() + DEVICE_WAIT;
+    loop {
+        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
+        let res = mount(
+            Some(root.device.as_str()),
+            LOWER,
+            Some(root.fstype.as_str()),
+            flags,
+            None::<&str>,
+        );
+        match res {
+            // The block device may still be probing; devtmpfs adds it soon.
+            Err(Errno::ENOENT) if Instant::now() < deadline => thread::sleep(DEVICE_POLL),
+            res => break res.context(what)?,
+        }
+    }
+    mount_fs("tmpfs", RW, MsFlags::MS_NODEV, "mode=0755")?;
+    mkdir_ok(UPPER)?;
+    mkdir_ok(WORK)?;
+    let opts = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}");
+    mount(
+        Some("overlay"),
+        BOX_ROOT,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .context(|| format!("mount overlay on {BOX_ROOT} ({opts})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_port_by_name() {
+        let dir = std::env::temp_dir().join(format!("a3s-ports-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for (port, name) in [("vport0p0", "other\n"), ("vport0p1", "a3s.agent\n")] {
+            fs::create_dir_all(dir.join(port)).unwrap();
+            fs::write(dir.join(port).join("name"), name).unwrap();
+        }
+        fs::create_dir_all(dir.join("vport0p2")).unwrap(); // no name file
+        assert_eq!(
+            find_port(&dir, AGENT_PORT_NAME).unwrap().as_deref(),
+            Some("vport0p1")
+        );
+        assert_eq!(find_port(&dir, "nope").unwrap(), None);
+        assert_eq!(find_port(&dir.join("missing"), "x").unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,104 @@
+//! Reading the host's frames on the main thread: first the boot spec, then
+//! signals, stdin, credit and shutdown for as long as the VM lives.
+//!
+//! Errors are of two kinds. A frame that cannot be decoded, or stdin beyond
+//! the granted credit, is a protocol error: fatal for the session (`Fatal`,
+//! then power off). A well-formed message that makes no sense here (a second
+//! `Boot`, output data from the host) is logged and ignored.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use a3s_box_core::guest::message::{BootSpec, HostMessage, Message};
+use a3s_box_core::guest::{Frame, StdStream};
+
+use crate::error::InitError;
+use crate::log::{debug, warning};
+use crate::port::Port;
+use crate::power;
+use crate::session::Session;
+
+/// Read the next frame; the end of the port or a bad frame ends the VM.
+fn next_frame(port: &Port, reader: &mut File) -> Frame {
+    match Frame::read_from(reader) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => {
+            warning!("host closed the agent port");
+            power::power_off()
+        }
+        Err(e) => power::fatal(Some(port), &InitError::Port(e).to_string()),
+    }
+}
+
+/// Wait for `Boot`. `Shutdown` before it powers off; anything else is
+/// ignored.
+pub fn await_boot(port: &Port, reader: &mut File) -> BootSpec {
+    loop {
+        match next_frame(port, reader) {
+            Frame::Control(Message::Host(HostMessage::Boot(spec))) => return spec,
+            Frame::Control(Message::Host(HostMessage::Shutdown)) => {
+                debug!("shutdown before boot");
+                power::power_off()
+            }
+            other => warning!("ignoring {} before boot", describe(&other)),
+        }
+    }
+}
+
+/// Serve the host until it shuts the VM down or goes away.
+pub fn serve(session: &Arc<Session>, mut reader: File) -> ! {
+    loop {
+        let frame = next_frame(session.port(), &mut reader);
+        if let Err(e) = dispatch(session, frame) {
+            power::fatal(Some(session.port()), &e.to_string());
+        }
+    }
+}
+
+fn dispatch(session: &Session, frame: Frame) -> Result<(), InitError> {
+    match frame {
+        Frame::Control(Message::Host(HostMessage::Shutdown)) => {
+            debug!("shutdown requested");
+            power::power_off()
+        }
+        Frame::Control(Message::Host(HostMessage::Signal { process, signal })) => {
+            debug!("signal {signal} for process {process}");
+            session.signal(process, signal);
+        }
+        Frame::Data {
+            process,
+            stream: StdStream::Stdin,
+            bytes,
+        } => session.stdin_data(process, bytes)?,
+        Frame::Eof {
+            process,
+            stream: StdStream::Stdin,
+        } => session.stdin_eof(process),
+        Frame::Credit {
+            process,
+            stream: stream @ (StdStream::Stdout | StdStream::Stderr),
+            bytes,
+        } => {
+            if !session.credits().grant(process, stream, bytes) {
+                debug!("credit for closed stream {stream:?} of process {process}");
+            }
+        }
+        other => warning!("ignoring {}", describe(&other)),
+    }
+    Ok(())
+}
+
+/// A short description of a frame for the log (no payload bytes).
+fn describe(frame: &Frame) -> String {
+    match frame {
+        Frame::Control(Message::Host(HostMessage::Boot(_))) => "boot message".into(),
+        Frame::Control(msg) => format!("control message {msg:?}"),
+        Frame::Data {
+            process, stream, ..
+        } => format!("{stream:?} data for process {process}"),
+        Frame::Eof { process, stream } => format!("{stream:?} eof for process {process}"),
+        Frame::Credit {
+            process, stream, ..
+        } => format!("{stream:?} credit for process {process}"),
+    }
+}

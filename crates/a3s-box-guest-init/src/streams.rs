@@ -1,0 +1,114 @@
+//! Moving process bytes over the port: one forwarder thread per output pipe
+//! (bounded by the host's credit) and one writer thread per stdin pipe
+//! (returning credit to the host as it writes).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+use a3s_box_core::guest::{Frame, StdStream, MAX_DATA_CHUNK_BYTES, STREAM_WINDOW_BYTES};
+
+use crate::error::InitError;
+use crate::log::warning;
+use crate::session::{spawn_thread, Session};
+
+/// Send one output pipe of `process` to the host until it ends, then `Eof`.
+pub fn forward_output(session: &Session, process: u32, stream: StdStream, mut pipe: File) {
+    let credits = session.credits();
+    let mut buf = vec![0u8; MAX_DATA_CHUNK_BYTES];
+    while let Some(credit) = credits.wait(process, stream) {
+        let want = buf.len().min(credit as usize);
+        let n = match pipe.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warning!("read {stream:?} of process {process}: {e}");
+                break;
+            }
+        };
+        // n <= MAX_DATA_CHUNK_BYTES, which fits in u32.
+        credits.spend(process, stream, n as u32);
+        session.send(&Frame::Data {
+            process,
+            stream,
+            bytes: buf[..n].to_vec(),
+        });
+    }
+    session.send(&Frame::Eof { process, stream });
+    credits.close(process, stream);
+    session.output_closed(process);
+}
+
+/// The queue between the port reader and a process's stdin writer.
+#[derive(Debug)]
+pub struct StdinQueue {
+    tx: Sender<Vec<u8>>,
+    /// Bytes received from the host and not yet credited back.
+    pending: Arc<AtomicU32>,
+}
+
+impl StdinQueue {
+    /// Queue bytes for the writer. The host may not have more than
+    /// [`STREAM_WINDOW_BYTES`] uncredited: more is a protocol error.
+    pub fn push(&self, process: u32, bytes: Vec<u8>) -> Result<(), InitError> {
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let before = self.pending.fetch_add(len, Ordering::SeqCst);
+        if before.saturating_add(len) > STREAM_WINDOW_BYTES {
+            return Err(InitError::Protocol(format!(
+                "host sent {} bytes of stdin for process {process} beyond its {STREAM_WINDOW_BYTES}-byte credit",
+                before.saturating_add(len) - STREAM_WINDOW_BYTES
+            )));
+        }
+        // The writer only stops once every sender is gone, so this cannot fail.
+        let _ = self.tx.send(bytes);
+        Ok(())
+    }
+}
+
+/// Start the stdin writer of `process`; dropping the queue ends its input.
+pub fn start_stdin(session: &Arc<Session>, process: u32, pipe: File) -> StdinQueue {
+    let (tx, rx) = mpsc::channel();
+    let pending = Arc::new(AtomicU32::new(0));
+    let queue = StdinQueue {
+        tx,
+        pending: Arc::clone(&pending),
+    };
+    let writer_session = Arc::clone(session);
+    spawn_thread(session, format!("in-{process}"), move || {
+        write_stdin(&writer_session, process, pipe, &rx, &pending);
+    });
+    queue
+}
+
+/// Write queued bytes to the pipe and credit them back. Once the process
+/// stops reading (EPIPE) bytes are dropped but still credited, so the host
+/// never stalls. The pipe closes when the queue's sender is dropped.
+fn write_stdin(
+    session: &Session,
+    process: u32,
+    mut pipe: File,
+    rx: &Receiver<Vec<u8>>,
+    pending: &AtomicU32,
+) {
+    let mut open = true;
+    for bytes in rx {
+        if open {
+            if let Err(e) = pipe.write_all(&bytes) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    warning!("write stdin of process {process}: {e}");
+                }
+                open = false;
+            }
+        }
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        pending.fetch_sub(len, Ordering::SeqCst);
+        session.send(&Frame::Credit {
+            process,
+            stream: StdStream::Stdin,
+            bytes: len,
+        });
+    }
+}

@@ -1,0 +1,13 @@
+//! The A3S Box runtime: everything between the CLI and the VM.
+//!
+//! - [`vmm`]: hypervisor backends (QEMU `microvm`) and accelerator choice;
+//! - [`guest`]: the host end of the guest protocol;
+//! - [`rootfs`]: root filesystem images;
+//! - [`home`]: where state and boot assets live;
+//! - [`manager`]: the operations the CLI and SDK call.
+
+pub mod guest;
+pub mod home;
+pub mod manager;
+pub mod rootfs;
+pub mod vmm;

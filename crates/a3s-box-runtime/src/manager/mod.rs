@@ -1,0 +1,47 @@
+//! The public API of the runtime: what the CLI (and later the SDK) call.
+
+mod info;
+mod run;
+
+pub use info::{info, Info};
+pub use run::{run_foreground, RunOptions};
+
+use std::path::Path;
+
+/// Random 64-hex box id.
+pub fn new_box_id() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_64_hex_and_distinct() {
+        let a = new_box_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_box_id().unwrap());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&p, 2), "b\nc");
+        assert_eq!(log_tail(&dir.path().join("none"), 2), "");
+    }
+}

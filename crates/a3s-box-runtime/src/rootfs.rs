@@ -1,0 +1,136 @@
+//! Turning a root filesystem directory into a block image the guest mounts.
+//!
+//! The host only *writes* the image (with `mkfs.ext4 -d`, which copies the
+//! tree with owners, modes, links, device nodes and xattrs); it never mounts
+//! it. The guest mounts it read-only under an overlay, so the source
+//! directory is never modified.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use a3s_box_core::{BoxError, Result};
+
+const BLOCK_BYTES: u64 = 4096;
+/// Slack on top of the content for ext4 metadata; the file is sparse, so
+/// unused space costs nothing on disk.
+const MIN_IMAGE_BYTES: u64 = 64 << 20;
+
+/// Size and entry count of a tree, not following symlinks.
+fn tree_usage(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut bytes = 0;
+    let mut entries = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            entries += 1;
+            bytes += meta.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok((bytes, entries))
+}
+
+/// Build an ext4 image at `image` holding the tree at `dir`.
+pub fn build_ext4_image(dir: &Path, image: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BoxError::MissingAsset {
+            what: "root filesystem",
+            path: dir.to_path_buf(),
+            hint: "--rootfs needs an existing directory",
+        },
+        _ => BoxError::io(format!("root filesystem {}", dir.display()), e),
+    })?;
+    if !meta.is_dir() {
+        return Err(BoxError::Config(format!(
+            "root filesystem {} is not a directory",
+            dir.display()
+        )));
+    }
+    let (bytes, entries) = tree_usage(dir)
+        .map_err(|e| BoxError::io(format!("read root filesystem {}", dir.display()), e))?;
+    let size = (bytes + bytes / 4 + (entries + 64) * 512).max(MIN_IMAGE_BYTES);
+    let inodes = (entries * 5 / 4 + 128).to_string();
+    let output = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-O",
+            "^has_journal,^resize_inode",
+            "-m",
+            "0",
+        ])
+        .args([
+            "-N",
+            &inodes,
+            "-E",
+            "root_owner=0:0,nodiscard",
+            "-L",
+            "a3s-root",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(image)
+        .arg(format!("{}k", size.div_ceil(1024)))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BoxError::MissingAsset {
+                what: "mkfs.ext4",
+                path: "mkfs.ext4".into(),
+                hint: "install e2fsprogs (make setup)",
+            },
+            _ => BoxError::io("run mkfs.ext4", e),
+        })?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(image);
+        return Err(BoxError::Config(format!(
+            "could not build a root filesystem image from {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_an_image_and_leaves_the_source_alone() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("etc")).unwrap();
+        std::fs::write(src.path().join("etc/hostname"), "x\n").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", src.path().join("link")).unwrap();
+        let before = tree_usage(src.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let image = out.path().join("root.img");
+        build_ext4_image(src.path(), &image).unwrap();
+        assert!(std::fs::metadata(&image).unwrap().len() >= MIN_IMAGE_BYTES);
+        assert_eq!(tree_usage(src.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn missing_or_non_directory_rootfs_is_refused() {
+        let out = tempfile::tempdir().unwrap();
+        let image = out.path().join("root.img");
+        let err = build_ext4_image(Path::new("/nonexistent/rootfs"), &image).unwrap_err();
+        assert!(
+            err.to_string().contains("root filesystem not found"),
+            "{err}"
+        );
+        let file = out.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(build_ext4_image(&file, &image)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+        assert!(!image.exists());
+    }
+}

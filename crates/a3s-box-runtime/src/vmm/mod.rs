@@ -1,0 +1,6 @@
+//! Hypervisor backends. QEMU (`microvm`) is the one we ship.
+
+pub mod accel;
+pub mod qemu;
+
+pub use accel::{Accel, AccelChoice, AccelDecision};

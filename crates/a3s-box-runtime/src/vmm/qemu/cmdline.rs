@@ -1,0 +1,197 @@
+//! Building the QEMU command line: a pure function of the spec and config.
+
+use std::path::{Path, PathBuf};
+
+use a3s_box_core::{guest::AGENT_PORT_NAME, BoxError, InstanceSpec};
+
+use crate::vmm::Accel;
+
+/// Kernel command line every box boots with.
+///
+/// `panic=-1 reboot=t` plus QEMU's `-no-reboot` turn a guest panic or
+/// power-off into a QEMU exit. `tsc=reliable no_timer_check` skip clock
+/// checks that take long under emulation; `8250.nr_uarts=1` probes one port.
+pub const BASE_KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable \
+     no_timer_check 8250.nr_uarts=1 random.trust_cpu=on";
+
+/// Machine-level settings that are not part of the VMM contract.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// The `qemu-system-x86_64` binary.
+    pub binary: PathBuf,
+    /// Guest kernel (PVH `vmlinux` or `bzImage`).
+    pub kernel: PathBuf,
+    /// initramfs holding guest-init.
+    pub initramfs: PathBuf,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Extra kernel arguments (for example `a3s.debug`).
+    pub extra_kernel_args: Vec<String>,
+}
+
+/// A QEMU invocation: program and arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuArgs {
+    /// Program to run.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+fn path_arg(what: &str, path: &Path) -> Result<String, BoxError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| BoxError::Config(format!("{what} path {path:?} is not valid UTF-8")))?;
+    // QEMU option values are comma-separated; a comma inside a path must be doubled.
+    Ok(text.replace(',', ",,"))
+}
+
+/// Build the QEMU command line that runs `spec`.
+///
+/// The root filesystem (`spec.rootfs_path`) is attached read-only as the
+/// first virtio-blk disk (`/dev/vda` in the guest); the guest protocol runs
+/// over a virtio-serial port whose host end is a unix socket QEMU listens on
+/// at `spec.exec_socket_path`.
+pub fn build(config: &QemuConfig, spec: &InstanceSpec) -> Result<QemuArgs, BoxError> {
+    if spec.vcpus == 0 {
+        return Err(BoxError::Config("a VM needs at least 1 vCPU".into()));
+    }
+    if spec.memory_mib < 64 {
+        return Err(BoxError::Config(format!(
+            "{} MiB of memory is too little for a VM: use at least 64m",
+            spec.memory_mib
+        )));
+    }
+    let (accel, cpu) = match config.accel {
+        Accel::Kvm => ("kvm", "host"),
+        Accel::Tcg => ("tcg", "max"),
+    };
+    let mut append = BASE_KERNEL_ARGS.to_string();
+    for extra in &config.extra_kernel_args {
+        append.push(' ');
+        append.push_str(extra);
+    }
+    let console = match &spec.console_output {
+        Some(path) => format!("file:{}", path_arg("console", path)?),
+        None => "null".into(),
+    };
+    let mut args: Vec<String> = [
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,acpi=off",
+        "-accel",
+        accel,
+        "-cpu",
+        cpu,
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "-m".into(),
+        format!("{}M", spec.memory_mib),
+        "-smp".into(),
+        spec.vcpus.to_string(),
+        "-serial".into(),
+        console,
+        "-kernel".into(),
+        path_arg("kernel", &config.kernel)?,
+        "-initrd".into(),
+        path_arg("initramfs", &config.initramfs)?,
+        "-append".into(),
+        append,
+        "-drive".into(),
+        format!(
+            "id=root,file={},format=raw,if=none,readonly=on",
+            path_arg("root filesystem", &spec.rootfs_path)?
+        ),
+        "-device".into(),
+        "virtio-blk-device,drive=root".into(),
+        "-device".into(),
+        "virtio-rng-device".into(),
+        "-device".into(),
+        "virtio-serial-device,max_ports=2".into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            path_arg("agent socket", &spec.exec_socket_path)?
+        ),
+        "-device".into(),
+        format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+    ]);
+    Ok(QemuArgs {
+        program: config.binary.clone(),
+        args,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(accel: Accel) -> QemuConfig {
+        QemuConfig {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            kernel: "/k/vmlinux".into(),
+            initramfs: "/k/initramfs.cpio".into(),
+            accel,
+            extra_kernel_args: vec!["a3s.debug".into()],
+        }
+    }
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            box_id: "b".into(),
+            vcpus: 1,
+            memory_mib: 256,
+            rootfs_path: "/boxes/b/root,fs.img".into(),
+            exec_socket_path: "/boxes/b/agent.sock".into(),
+            console_output: Some("/boxes/b/console.log".into()),
+            ..InstanceSpec::default()
+        }
+    }
+
+    #[test]
+    fn tcg_command_line_snapshot() {
+        let q = build(&config(Accel::Tcg), &spec()).unwrap();
+        assert_eq!(q.program, PathBuf::from("/usr/bin/qemu-system-x86_64"));
+        let expected = format!(
+            "-M microvm,x-option-roms=off,isa-serial=on,acpi=off -accel tcg -cpu max \
+             -nodefaults -no-user-config -nographic -no-reboot -m 256M -smp 1 \
+             -serial file:/boxes/b/console.log -kernel /k/vmlinux -initrd /k/initramfs.cpio \
+             -append {BASE_KERNEL_ARGS} a3s.debug \
+             -drive id=root,file=/boxes/b/root,,fs.img,format=raw,if=none,readonly=on \
+             -device virtio-blk-device,drive=root -device virtio-rng-device \
+             -device virtio-serial-device,max_ports=2 \
+             -chardev socket,id=agent,path=/boxes/b/agent.sock,server=on,wait=off \
+             -device virtserialport,chardev=agent,name=a3s.agent"
+        );
+        assert_eq!(q.args.join(" "), expected);
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu_and_no_console_goes_to_null() {
+        let mut s = spec();
+        s.console_output = None;
+        let q = build(&config(Accel::Kvm), &s).unwrap();
+        let line = q.args.join(" ");
+        assert!(line.contains("-accel kvm -cpu host"));
+        assert!(line.contains("-serial null"));
+    }
+
+    #[test]
+    fn impossible_sizes_are_refused() {
+        let mut s = spec();
+        s.vcpus = 0;
+        assert!(build(&config(Accel::Tcg), &s).is_err());
+        let mut s = spec();
+        s.memory_mib = 16;
+        assert!(build(&config(Accel::Tcg), &s)
+            .unwrap_err()
+            .to_string()
+            .contains("64m"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Command-line syntax (clap). Parsing only; behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run OCI workloads in MicroVMs, each with its own kernel.
+#[derive(Debug, Parser)]
+#[command(name = "a3s-box", version, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Log level for a3s-box's own diagnostics (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "A3S_BOX_LOG", default_value = "warn")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a new box.
+    Run(RunArgs),
+    /// Show the accelerator, kernel and versions this host uses.
+    Info(InfoArgs),
+    /// Show the version.
+    Version(VersionArgs),
+}
+
+/// Output format of query commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Human-readable.
+    #[default]
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// Which VM to boot: options shared by commands that start or describe VMs.
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// Accelerator: auto picks KVM only where it can run our guest, else TCG.
+    #[arg(long, env = "A3S_BOX_ACCEL", default_value = "auto")]
+    pub accel: String,
+
+    /// Guest kernel to boot instead of the built-in one (also A3S_BOX_KERNEL).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+}
+
+/// `a3s-box run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the box when it exits.
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Root filesystem directory to boot (instead of an image); never modified.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub cpus: u8,
+
+    /// Memory of the VM (e.g. 512m, 1g).
+    #[arg(short, long, default_value = "512m")]
+    pub memory: String,
+
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Working directory inside the box.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User inside the box: uid, uid:gid, name or name:group.
+    #[arg(short, long)]
+    pub user: Option<String>,
+
+    /// Hostname of the box (default: its short id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+
+    /// Log guest-init's progress to the VM console.
+    #[arg(long, hide = true)]
+    pub debug_guest: bool,
+
+    #[command(flatten)]
+    pub vm: VmArgs,
+
+    /// IMAGE and COMMAND [ARG...]; with --rootfs, only COMMAND [ARG...].
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub args: Vec<String>,
+}
+
+/// `a3s-box info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+/// `a3s-box version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}

@@ -1,0 +1,8 @@
+//! One module per verb: parse → runtime call → render.
+
+pub mod info;
+pub mod run;
+pub mod version;
+
+/// Exit code for errors of a3s-box itself (Docker's convention).
+pub const EXIT_BOX_ERROR: u8 = 125;

@@ -1,0 +1,72 @@
+//! The `a3s-box` command.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use commands::EXIT_BOX_ERROR;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help / --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_BOX_ERROR);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(EXIT_BOX_ERROR)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let code = rt.block_on(commands::run::run(args))?;
+            Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(EXIT_BOX_ERROR))
+        }
+        Command::Info(args) => commands::info::run(args).map(|_| 0),
+        Command::Version(args) => {
+            commands::version::run(args);
+            Ok(0)
+        }
+    }
+}
+
+/// One line with the cause chain; the VM console tail after it when we have one.
+fn report(err: &anyhow::Error) {
+    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+    eprintln!("a3s-box: {}", chain.join(": "));
+    for cause in err.chain() {
+        if let Some(a3s_box_core::BoxError::Vmm {
+            console_tail: Some(tail),
+            ..
+        }) = cause.downcast_ref()
+        {
+            eprintln!("--- VM console (last lines) ---\n{tail}");
+        }
+    }
+}

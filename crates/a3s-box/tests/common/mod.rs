@@ -1,0 +1,87 @@
+//! Helpers for tests that drive the real `a3s-box` binary and boot real VMs.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_a3s-box"))
+}
+
+/// Boot assets built by `make setup` / `make test`: target/share/a3s-box.
+pub fn share() -> PathBuf {
+    bin()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("share/a3s-box")
+}
+
+/// The busybox root filesystem built by scripts/build-rootfs.sh.
+pub fn rootfs() -> PathBuf {
+    let dir = share().join("rootfs-busybox");
+    assert!(
+        dir.join("bin/busybox").exists(),
+        "{} missing: run `make test` (or scripts/build-rootfs.sh)",
+        dir.display()
+    );
+    dir
+}
+
+/// A command with its own empty A3S_HOME.
+#[derive(Debug)]
+pub struct TestHome {
+    pub home: tempfile::TempDir,
+}
+
+impl Default for TestHome {
+    fn default() -> Self {
+        TestHome {
+            home: tempfile::Builder::new().prefix("a3s").tempdir().unwrap(),
+        }
+    }
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("A3S_HOME", self.home.path())
+            .env_remove("A3S_BOX_KERNEL")
+            .env_remove("A3S_BOX_ACCEL");
+        c
+    }
+
+    /// `a3s-box run --rm --cpus 1 --memory 256m --rootfs R <extra> -- <command>`.
+    pub fn run(&self, extra: &[&str], command: &[&str]) -> Output {
+        let mut c = self.cmd();
+        c.args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
+            .arg(rootfs())
+            .args(extra)
+            .arg("--")
+            .args(command);
+        c.output().unwrap()
+    }
+
+    /// Nothing is left in the home's box directory.
+    pub fn assert_no_boxes_left(&self) {
+        let boxes = self.home.path().join("boxes");
+        let left: Vec<_> = std::fs::read_dir(&boxes)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

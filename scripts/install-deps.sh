@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages A3S Box needs (idempotent: installs only what
+# is missing). Run as root (or with sudo available).
+#
+# usage: scripts/install-deps.sh [--bench]
+#   --bench  also install what the benchmarks compare against
+set -euo pipefail
+
+packages=(
+    qemu-system-x86      # the VMM
+    e2fsprogs            # mkfs.ext4 -d: root filesystem images
+    busybox-static       # the demo / test root filesystem
+    linux-source-6.12    # guest kernel source
+    flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc  # kernel and initramfs build
+)
+if [[ "${1:-}" == "--bench" ]]; then
+    packages+=(hyperfine linux-image-cloud-amd64)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all packages present" >&2
+    exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[[ $(id -u) == 0 ]] || sudo=sudo
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
