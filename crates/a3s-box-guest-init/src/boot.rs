@@ -29,8 +29,11 @@ const WORK: &str = "/a3s/rw/work";
 const REROOT: &str = "/.a3s-reroot";
 
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
-/// How long to wait for the agent port (or the root device) to appear.
-const DEVICE_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the agent port to appear (virtio-serial adds ports
+/// asynchronously, when the host side announces them).
+const PORT_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the root block device node to appear.
+const ROOT_DEVICE_WAIT: Duration = Duration::from_secs(2);
 const DEVICE_POLL: Duration = Duration::from_millis(10);
 
 fn mkdir_ok(path: &str) -> Result<(), InitError> {
@@ -144,9 +147,9 @@ pub fn find_port(ports_dir: &Path, wanted: &str) -> io::Result<Option<String>> {
     Ok(None)
 }
 
-/// Find and open the agent port, waiting up to [`DEVICE_WAIT`] for it.
+/// Find and open the agent port, waiting up to [`PORT_WAIT`] for it.
 pub fn open_port() -> Result<(File, String), InitError> {
-    let deadline = Instant::now() + DEVICE_WAIT;
+    let deadline = Instant::now() + PORT_WAIT;
     loop {
         let found = find_port(Path::new(VIRTIO_PORTS), AGENT_PORT_NAME)
             .context(|| format!("scan {VIRTIO_PORTS}"))?;
@@ -173,23 +176,21 @@ pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
     for dir in ["/a3s", LOWER, RW, BOX_ROOT] {
         mkdir_ok(dir)?;
     }
-    let what = || format!("mount {} ({}) on {LOWER}", root.device, root.fstype);
-    let deadline = Instant::now() + DEVICE_WAIT;
-    loop {
-        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
-        let res = mount(
-            Some(root.device.as_str()),
-            LOWER,
-            Some(root.fstype.as_str()),
-            flags,
-            None::<&str>,
-        );
-        match res {
-            // The block device may still be probing; devtmpfs adds it soon.
-            Err(Errno::ENOENT) if Instant::now() < deadline => thread::sleep(DEVICE_POLL),
-            res => break res.context(what)?,
-        }
+    // Block devices are probed before /init runs; wait briefly anyway (and
+    // quietly: a failing mount logs to the console each time).
+    let deadline = Instant::now() + ROOT_DEVICE_WAIT;
+    while !Path::new(&root.device).exists() && Instant::now() < deadline {
+        thread::sleep(DEVICE_POLL);
     }
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
+    mount(
+        Some(root.device.as_str()),
+        LOWER,
+        Some(root.fstype.as_str()),
+        flags,
+        None::<&str>,
+    )
+    .context(|| format!("mount {} ({}) on {LOWER}", root.device, root.fstype))?;
     mount_fs("tmpfs", RW, MsFlags::MS_NODEV, "mode=0755")?;
     mkdir_ok(UPPER)?;
     mkdir_ok(WORK)?;

@@ -20,17 +20,23 @@ mod serve;
 mod session;
 mod streams;
 
+use std::io::{BufReader, Write};
+
 use a3s_box_core::guest::message::GuestMessage;
-use a3s_box_core::guest::PROTOCOL_VERSION;
+use a3s_box_core::guest::{MAX_DATA_CHUNK_BYTES, PROTOCOL_VERSION};
 
 use crate::log::debug;
 use crate::port::Port;
 use crate::session::Session;
 
+/// Buffer for frames from the host: a whole data chunk per `read`.
+const READ_BUFFER_BYTES: usize = MAX_DATA_CHUNK_BYTES;
+
 fn main() {
     if nix::unistd::getpid().as_raw() != 1 {
         // Guard against running on a host by mistake: this program reboots.
-        eprintln!("a3s-box-guest-init: must run as PID 1 inside an A3S Box VM");
+        let msg = "a3s-box-guest-init: must run as PID 1 inside an A3S Box VM\n";
+        let _ = std::io::stderr().write_all(msg.as_bytes());
         std::process::exit(2);
     }
     if let Err(e) = reaper::block_sigchld().and_then(|()| boot::early_mounts()) {
@@ -40,9 +46,10 @@ fn main() {
     debug!("kernel filesystems mounted");
 
     let (file, path) = boot::open_port().unwrap_or_else(|e| power::fatal(None, &e.to_string()));
-    let mut reader = file
+    let reader = file
         .try_clone()
         .unwrap_or_else(|e| power::fatal(None, &format!("dup {path}: {e}")));
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let port = Port::new(file);
     let hello = GuestMessage::Hello {
         version: PROTOCOL_VERSION,

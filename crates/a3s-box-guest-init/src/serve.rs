@@ -6,7 +6,7 @@
 //! then power off). A well-formed message that makes no sense here (a second
 //! `Boot`, output data from the host) is logged and ignored.
 
-use std::fs::File;
+use std::io::Read;
 use std::sync::Arc;
 
 use a3s_box_core::guest::message::{BootSpec, HostMessage, Message};
@@ -19,7 +19,7 @@ use crate::power;
 use crate::session::Session;
 
 /// Read the next frame; the end of the port or a bad frame ends the VM.
-fn next_frame(port: &Port, reader: &mut File) -> Frame {
+fn next_frame(port: &Port, reader: &mut impl Read) -> Frame {
     match Frame::read_from(reader) {
         Ok(Some(frame)) => frame,
         Ok(None) => {
@@ -32,7 +32,7 @@ fn next_frame(port: &Port, reader: &mut File) -> Frame {
 
 /// Wait for `Boot`. `Shutdown` before it powers off; anything else is
 /// ignored.
-pub fn await_boot(port: &Port, reader: &mut File) -> BootSpec {
+pub fn await_boot(port: &Port, reader: &mut impl Read) -> BootSpec {
     loop {
         match next_frame(port, reader) {
             Frame::Control(Message::Host(HostMessage::Boot(spec))) => return spec,
@@ -46,7 +46,7 @@ pub fn await_boot(port: &Port, reader: &mut File) -> BootSpec {
 }
 
 /// Serve the host until it shuts the VM down or goes away.
-pub fn serve(session: &Arc<Session>, mut reader: File) -> ! {
+pub fn serve(session: &Arc<Session>, mut reader: impl Read) -> ! {
     loop {
         let frame = next_frame(session.port(), &mut reader);
         if let Err(e) = dispatch(session, frame) {

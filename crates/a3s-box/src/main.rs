@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
+        .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log_level)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

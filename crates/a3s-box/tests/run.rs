@@ -276,3 +276,44 @@ fn nix_kill(pid: u32, sig: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_killed_cli_takes_its_vm_along_and_leaves_no_debris() {
+    let b = TestHome::new();
+    let mut child = b
+        .cmd()
+        .args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
+        .arg(common::rootfs())
+        .args(["--", "sh", "-c", "echo ready; sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let boxes = b.home.path().join("boxes");
+    let dirs: Vec<_> = std::fs::read_dir(&boxes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // QEMU dies with its parent, so nothing holds the box's socket open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let qemu_alive = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &dirs[0].join("agent.sock").display().to_string()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    while qemu_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!qemu_alive(), "QEMU outlived the killed CLI");
+    // The next run removes what the killed one left.
+    let o = b.run(&[], &["true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    b.assert_no_boxes_left();
+}

@@ -1,5 +1,6 @@
 //! Running a box in the foreground: boot, stream its output, return its code.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use a3s_box_core::guest::message::{
 };
 use a3s_box_core::guest::{Frame, StdStream, PROTOCOL_VERSION};
 use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler};
+use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{log_tail, new_box_id};
@@ -65,12 +67,56 @@ fn vm_error(message: impl Into<String>, console: &Path) -> BoxError {
     }
 }
 
-/// Removes the box directory when the run ends, however it ends.
-struct BoxDir(PathBuf);
+/// A box directory owned by this process: locked while the run lasts and
+/// removed when it ends, however it ends. If this process is killed, the
+/// lock dies with it and the next run removes the directory.
+struct BoxDir {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+const LOCK_FILE: &str = "lock";
+/// A directory without a lock file younger than this may be one another run
+/// is creating right now.
+const UNLOCKED_GRACE: Duration = Duration::from_secs(30);
+
+impl BoxDir {
+    fn create(path: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| BoxError::io(format!("create {}", path.display()), e))?;
+        let file = File::create(path.join(LOCK_FILE))
+            .map_err(|e| BoxError::io(format!("create lock in {}", path.display()), e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))?;
+        Ok(BoxDir { path, _lock: lock })
+    }
+}
 
 impl Drop for BoxDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Remove box directories left by runs that were killed (their lock is free).
+fn remove_abandoned_boxes(boxes: &Path) {
+    let Ok(entries) = std::fs::read_dir(boxes) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let abandoned = match File::open(dir.join(LOCK_FILE)) {
+            Ok(file) => Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > UNLOCKED_GRACE)
+                .unwrap_or(false),
+        };
+        if abandoned {
+            tracing::debug!(dir = %dir.display(), "removing abandoned box");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 
@@ -87,10 +133,9 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
     tracing::debug!(accel = %decision.accel, reason = %decision.reason, "accelerator");
 
     let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
+    remove_abandoned_boxes(&home.boxes_dir());
     let dir = home.boxes_dir().join(&id[..12]);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| BoxError::io(format!("create {}", dir.display()), e))?;
-    let _cleanup = BoxDir(dir.clone());
+    let _box_dir = BoxDir::create(dir.clone())?;
 
     let image = dir.join("rootfs.img");
     rootfs::build_ext4_image(&opts.rootfs_dir, &image)?;
@@ -132,7 +177,9 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
         },
         true,
     );
+    tracing::debug!("rootfs image ready");
     let mut vm = provider.launch(&spec)?;
+    tracing::debug!(pid = vm.pid(), "QEMU started");
     let qemu_log = dir.join("qemu.log");
     let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
     let (mut reader, mut writer) = match connected {
@@ -194,6 +241,10 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
     }
     if vm.is_running() {
         vm.stop(libc::SIGKILL, 0)?;
+    }
+    tracing::debug!("VM gone");
+    if opts.debug {
+        eprintln!("--- VM console ---\n{}", log_tail(&console, usize::MAX));
     }
     outcome
 }
@@ -298,6 +349,7 @@ impl Session<'_> {
                         return Ok(exit_code);
                     }
                     GuestMessage::Exited { exit_code, .. } => {
+                        tracing::debug!(exit_code, "workload exited");
                         self.send(HostMessage::Shutdown).await?;
                         return Ok(exit_code);
                     }
