@@ -8,10 +8,14 @@ set -euo pipefail
 
 out="${1:?usage: build-rootfs.sh OUT_DIR}"
 busybox=/bin/busybox
-[[ -x "$busybox" ]] && "$busybox" --help 2>&1 | head -1 | grep -q BusyBox \
+[[ -x "$busybox" ]] \
     || { echo "build-rootfs: $busybox missing; install busybox-static (make setup)" >&2; exit 1; }
-file -L "$busybox" | grep -q "statically linked" \
-    || { echo "build-rootfs: $busybox is not static; install busybox-static" >&2; exit 1; }
+case "$(file -bL "$busybox")" in
+    *"statically linked"*) ;;
+    *) echo "build-rootfs: $busybox is not static; install busybox-static" >&2; exit 1 ;;
+esac
+version="$("$busybox" 2>&1 || true)"
+version="${version%%$'\n'*}"
 
 tmp="$(mktemp -d "$(dirname "$out")/.rootfs.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
@@ -37,7 +41,7 @@ tester:x:1000:
 nogroup:x:65534:
 G
 chown 1000:1000 "$tmp/home/tester"
-echo "a3s-box test rootfs (busybox $("$busybox" 2>&1 | head -1 | awk '{print $2}'))" > "$tmp/etc/issue"
+echo "a3s-box test rootfs (${version% multi-call*})" > "$tmp/etc/issue"
 # A file that exists but is not executable, for exit-code 126 tests.
 printf '#!/bin/sh\necho should-not-run\n' > "$tmp/bin/not-executable"
 chmod 644 "$tmp/bin/not-executable"
