@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
     qemu-system-x86      # the VMM
-    e2fsprogs            # mkfs.ext4 -d: root filesystem images
+    e2fsprogs erofs-utils  # mkfs.ext4, mkfs.erofs: root filesystem images
     busybox-static       # the demo / test root filesystem
     linux-source-6.12    # guest kernel source
     flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc  # kernel and initramfs build

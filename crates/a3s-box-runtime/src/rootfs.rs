@@ -1,14 +1,110 @@
 //! Turning a root filesystem directory into a block image the guest mounts.
 //!
-//! The host only *writes* the image (with `mkfs.ext4 -d`, which copies the
-//! tree with owners, modes, links, device nodes and xattrs); it never mounts
-//! it. The guest mounts it read-only under an overlay, so the source
+//! The host only *writes* the image (`mkfs.erofs` or `mkfs.ext4 -d`, which
+//! copy the tree with owners, modes, links, device nodes and xattrs); it never
+//! mounts it. The guest mounts it read-only under an overlay, so the source
 //! directory is never modified.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::str::FromStr;
 
 use a3s_box_core::{BoxError, Result};
+
+/// Filesystem of a read-only root image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RootfsFormat {
+    /// EROFS: read-only by design, compact, fastest to build and mount.
+    #[default]
+    Erofs,
+    /// ext4 without a journal.
+    Ext4,
+}
+
+impl RootfsFormat {
+    /// The guest's name for the filesystem type.
+    pub fn fstype(self) -> &'static str {
+        match self {
+            RootfsFormat::Erofs => "erofs",
+            RootfsFormat::Ext4 => "ext4",
+        }
+    }
+}
+
+impl FromStr for RootfsFormat {
+    type Err = BoxError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "erofs" => Ok(RootfsFormat::Erofs),
+            "ext4" => Ok(RootfsFormat::Ext4),
+            other => Err(BoxError::Config(format!(
+                "unknown root filesystem format {other:?}: use erofs or ext4"
+            ))),
+        }
+    }
+}
+
+/// Build a `format` image at `image` holding the tree at `dir`.
+pub fn build_image(dir: &Path, image: &Path, format: RootfsFormat) -> Result<()> {
+    check_source(dir)?;
+    let output = match format {
+        RootfsFormat::Ext4 => return build_ext4_image(dir, image),
+        RootfsFormat::Erofs => Command::new("mkfs.erofs")
+            .args(["--quiet", "--preserve-mtime"])
+            .arg(image)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| tool_error("mkfs.erofs", "erofs-utils", e))?,
+    };
+    check_tool(output, dir, image)
+}
+
+fn tool_error(tool: &'static str, package: &'static str, e: std::io::Error) -> BoxError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => BoxError::MissingAsset {
+            what: tool,
+            path: tool.into(),
+            hint: if package == "erofs-utils" {
+                "install erofs-utils (make setup)"
+            } else {
+                "install e2fsprogs (make setup)"
+            },
+        },
+        _ => BoxError::io(format!("run {tool}"), e),
+    }
+}
+
+fn check_tool(output: Output, dir: &Path, image: &Path) -> Result<()> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(image);
+    Err(BoxError::Config(format!(
+        "could not build a root filesystem image from {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    )))
+}
+
+fn check_source(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BoxError::MissingAsset {
+            what: "root filesystem",
+            path: dir.to_path_buf(),
+            hint: "--rootfs needs an existing directory",
+        },
+        _ => BoxError::io(format!("root filesystem {}", dir.display()), e),
+    })?;
+    if !meta.is_dir() {
+        return Err(BoxError::Config(format!(
+            "root filesystem {} is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
 
 const BLOCK_BYTES: u64 = 4096;
 /// Slack on top of the content for ext4 metadata; the file is sparse, so
@@ -35,21 +131,7 @@ fn tree_usage(dir: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 /// Build an ext4 image at `image` holding the tree at `dir`.
-pub fn build_ext4_image(dir: &Path, image: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => BoxError::MissingAsset {
-            what: "root filesystem",
-            path: dir.to_path_buf(),
-            hint: "--rootfs needs an existing directory",
-        },
-        _ => BoxError::io(format!("root filesystem {}", dir.display()), e),
-    })?;
-    if !meta.is_dir() {
-        return Err(BoxError::Config(format!(
-            "root filesystem {} is not a directory",
-            dir.display()
-        )));
-    }
+fn build_ext4_image(dir: &Path, image: &Path) -> Result<()> {
     let (bytes, entries) = tree_usage(dir)
         .map_err(|e| BoxError::io(format!("read root filesystem {}", dir.display()), e))?;
     let size = (bytes + bytes / 4 + (entries + 64) * 512).max(MIN_IMAGE_BYTES);
@@ -79,23 +161,8 @@ pub fn build_ext4_image(dir: &Path, image: &Path) -> Result<()> {
         .arg(format!("{}k", size.div_ceil(1024)))
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BoxError::MissingAsset {
-                what: "mkfs.ext4",
-                path: "mkfs.ext4".into(),
-                hint: "install e2fsprogs (make setup)",
-            },
-            _ => BoxError::io("run mkfs.ext4", e),
-        })?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(image);
-        return Err(BoxError::Config(format!(
-            "could not build a root filesystem image from {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
+        .map_err(|e| tool_error("mkfs.ext4", "e2fsprogs", e))?;
+    check_tool(output, dir, image)
 }
 
 #[cfg(test)]
@@ -103,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_an_image_and_leaves_the_source_alone() {
+    fn builds_images_and_leaves_the_source_alone() {
         let src = tempfile::tempdir().unwrap();
         std::fs::create_dir(src.path().join("etc")).unwrap();
         std::fs::write(src.path().join("etc/hostname"), "x\n").unwrap();
@@ -111,8 +178,13 @@ mod tests {
         let before = tree_usage(src.path()).unwrap();
         let out = tempfile::tempdir().unwrap();
         let image = out.path().join("root.img");
-        build_ext4_image(src.path(), &image).unwrap();
+        build_image(src.path(), &image, RootfsFormat::Ext4).unwrap();
         assert!(std::fs::metadata(&image).unwrap().len() >= MIN_IMAGE_BYTES);
+        let erofs = out.path().join("root.erofs");
+        build_image(src.path(), &erofs, RootfsFormat::Erofs).unwrap();
+        // EROFS superblock magic at offset 1024.
+        let bytes = std::fs::read(&erofs).unwrap();
+        assert_eq!(bytes[1024..1028], 0xE0F5_E1E2u32.to_le_bytes());
         assert_eq!(tree_usage(src.path()).unwrap(), before);
     }
 
@@ -120,14 +192,19 @@ mod tests {
     fn missing_or_non_directory_rootfs_is_refused() {
         let out = tempfile::tempdir().unwrap();
         let image = out.path().join("root.img");
-        let err = build_ext4_image(Path::new("/nonexistent/rootfs"), &image).unwrap_err();
+        let err = build_image(
+            Path::new("/nonexistent/rootfs"),
+            &image,
+            RootfsFormat::default(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("root filesystem not found"),
             "{err}"
         );
         let file = out.path().join("file");
         std::fs::write(&file, "").unwrap();
-        assert!(build_ext4_image(&file, &image)
+        assert!(build_image(&file, &image, RootfsFormat::Ext4)
             .unwrap_err()
             .to_string()
             .contains("not a directory"));

@@ -317,3 +317,22 @@ fn a_killed_cli_takes_its_vm_along_and_leaves_no_debris() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     b.assert_no_boxes_left();
 }
+
+#[test]
+fn both_root_image_formats_boot() {
+    let b = TestHome::new();
+    for format in ["erofs", "ext4"] {
+        let mut c = b.cmd();
+        c.env("A3S_BOX_ROOTFS_FORMAT", format)
+            .args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
+            .arg(common::rootfs())
+            .args(["--", "sh", "-c", "grep ' /a3s/lower ' /proc/mounts >/dev/null || awk '$2==\"/\"{print $3}' /proc/mounts; cat /etc/issue"]);
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{format}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("a3s-box test rootfs"),
+            "{format}: {}",
+            stdout(&o)
+        );
+    }
+}

@@ -24,7 +24,8 @@ pub struct Info {
     pub kernel_is_custom: bool,
     /// Kernel version string, when it can be read from the file.
     pub kernel_version: Option<String>,
-    /// Kernel command line every box boots with (QEMU adds the device list).
+    /// Kernel command line boxes boot with on this accelerator (QEMU adds
+    /// the device list).
     pub kernel_args: String,
     /// initramfs file.
     pub initramfs: PathBuf,
@@ -66,6 +67,7 @@ pub fn info(home: &Home, kernel_flag: Option<&Path>, choice: AccelChoice) -> Res
     let assets = Assets::locate(kernel_flag);
     let accelerator = accel::decide(choice, &accel::HostKvm::probe())?;
     Ok(Info {
+        kernel_args: crate::vmm::qemu::cmdline::kernel_args(accelerator.accel),
         version: env!("CARGO_PKG_VERSION").to_string(),
         home: home.root().to_path_buf(),
         accelerator,
@@ -74,7 +76,6 @@ pub fn info(home: &Home, kernel_flag: Option<&Path>, choice: AccelChoice) -> Res
         qemu_version: qemu_version(&assets.qemu),
         kernel: assets.kernel,
         kernel_is_custom: assets.kernel_is_custom,
-        kernel_args: crate::vmm::qemu::cmdline::BASE_KERNEL_ARGS.to_string(),
         initramfs: assets.initramfs,
         qemu: assets.qemu,
     })

@@ -138,7 +138,11 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
     let _box_dir = BoxDir::create(dir.clone())?;
 
     let image = dir.join("rootfs.img");
-    rootfs::build_ext4_image(&opts.rootfs_dir, &image)?;
+    let format: rootfs::RootfsFormat = match std::env::var("A3S_BOX_ROOTFS_FORMAT") {
+        Ok(v) if !v.is_empty() => v.parse()?,
+        _ => rootfs::RootfsFormat::default(),
+    };
+    rootfs::build_image(&opts.rootfs_dir, &image, format)?;
     let socket = dir.join("agent.sock");
     if socket.as_os_str().len() > 100 {
         return Err(BoxError::Config(format!(
@@ -206,7 +210,7 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
         hostname,
         root: RootSpec {
             device: "/dev/vda".into(),
-            fstype: "ext4".into(),
+            fstype: format.fstype().into(),
         },
         main: ProcessSpec {
             process: MAIN_PROCESS,
@@ -237,7 +241,7 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
     };
     let deadline = Instant::now() + grace;
     while vm.is_running() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     if vm.is_running() {
         vm.stop(libc::SIGKILL, 0)?;
@@ -278,6 +282,11 @@ impl Session<'_> {
     }
 
     async fn drive(mut self, boot: BootSpec, boot_timeout: Duration) -> Result<i32> {
+        // The boot spec goes out at once, before the guest's hello: it waits
+        // in the channel and guest-init reads it right after saying hello,
+        // which saves a round trip. The hello is still checked before any
+        // output is trusted.
+        self.send(HostMessage::Boot(boot)).await?;
         let hello = tokio::time::timeout(boot_timeout, self.next())
             .await
             .map_err(|_| {
@@ -300,7 +309,6 @@ impl Session<'_> {
             }
             other => return Err(BoxError::Guest(format!("expected hello, got {other:?}"))),
         }
-        self.send(HostMessage::Boot(boot)).await?;
 
         let mut signals = forward_signals()?;
         let mut stdout = std::io::stdout();
