@@ -52,6 +52,11 @@ impl Home {
     pub fn boxes_dir(&self) -> PathBuf {
         self.root.join("boxes")
     }
+
+    /// Read-only root images built from `--rootfs` directories.
+    pub fn rootfs_cache_dir(&self) -> PathBuf {
+        self.root.join("cache/rootfs")
+    }
 }
 
 /// Files needed to boot a VM.

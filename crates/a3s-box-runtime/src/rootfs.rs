@@ -5,11 +5,12 @@
 //! mounts it. The guest mounts it read-only under an overlay, so the source
 //! directory is never modified.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::str::FromStr;
 
 use a3s_box_core::{BoxError, Result};
+use sha2::{Digest, Sha256};
 
 /// Filesystem of a read-only root image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +44,68 @@ impl FromStr for RootfsFormat {
             ))),
         }
     }
+}
+
+/// The image of `dir` in the cache under `cache_dir`, built on first use.
+///
+/// The key hashes every entry's path, type, mode, owner, size, inode, mtime
+/// and ctime, so any change to the tree (ctime cannot be set back by users)
+/// gives a new image; an unchanged tree reuses its image and the run does no
+/// building at all. Images are written to a temporary name and renamed, so
+/// concurrent runs never see a partial image.
+pub fn cached_image(cache_dir: &Path, dir: &Path, format: RootfsFormat) -> Result<PathBuf> {
+    check_source(dir)?;
+    let key = tree_key(dir, format)
+        .map_err(|e| BoxError::io(format!("read root filesystem {}", dir.display()), e))?;
+    let image = cache_dir.join(format!("{key}.{}", format.fstype()));
+    if image.is_file() {
+        return Ok(image);
+    }
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| BoxError::io(format!("create {}", cache_dir.display()), e))?;
+    let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
+    build_image(dir, &tmp, format)?;
+    std::fs::rename(&tmp, &image).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        BoxError::io(format!("store {}", image.display()), e)
+    })?;
+    Ok(image)
+}
+
+fn tree_key(dir: &Path, format: RootfsFormat) -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    hasher.update(format.fstype());
+    hasher.update(std::fs::canonicalize(dir)?.as_os_str().as_bytes());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let m = entry.metadata()?;
+            hasher.update(entry.path().as_os_str().as_bytes());
+            hasher.update([0]);
+            for n in [m.mode(), m.uid(), m.gid()] {
+                hasher.update(n.to_le_bytes());
+            }
+            for n in [m.size(), m.ino(), m.rdev()] {
+                hasher.update(n.to_le_bytes());
+            }
+            for n in [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()] {
+                hasher.update(n.to_le_bytes());
+            }
+            if m.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Build a `format` image at `image` holding the tree at `dir`.
@@ -186,6 +249,32 @@ mod tests {
         let bytes = std::fs::read(&erofs).unwrap();
         assert_eq!(bytes[1024..1028], 0xE0F5_E1E2u32.to_le_bytes());
         assert_eq!(tree_usage(src.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn the_cache_reuses_an_unchanged_tree_and_rebuilds_a_changed_one() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a"), "1").unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let first = cached_image(cache.path(), src.path(), RootfsFormat::Erofs).unwrap();
+        let again = cached_image(cache.path(), src.path(), RootfsFormat::Erofs).unwrap();
+        assert_eq!(first, again);
+        std::fs::write(src.path().join("a"), "2").unwrap();
+        let changed = cached_image(cache.path(), src.path(), RootfsFormat::Erofs).unwrap();
+        assert_ne!(first, changed);
+        let ext4 = cached_image(cache.path(), src.path(), RootfsFormat::Ext4).unwrap();
+        assert_ne!(changed, ext4);
+        let leftovers: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
     }
 
     #[test]

@@ -137,12 +137,11 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
     let dir = home.boxes_dir().join(&id[..12]);
     let _box_dir = BoxDir::create(dir.clone())?;
 
-    let image = dir.join("rootfs.img");
     let format: rootfs::RootfsFormat = match std::env::var("A3S_BOX_ROOTFS_FORMAT") {
         Ok(v) if !v.is_empty() => v.parse()?,
         _ => rootfs::RootfsFormat::default(),
     };
-    rootfs::build_image(&opts.rootfs_dir, &image, format)?;
+    let image = rootfs::cached_image(&home.rootfs_cache_dir(), &opts.rootfs_dir, format)?;
     let socket = dir.join("agent.sock");
     if socket.as_os_str().len() > 100 {
         return Err(BoxError::Config(format!(
