@@ -2,9 +2,11 @@
 
 mod info;
 mod run;
+mod vm;
 
 pub use info::{info, Info};
-pub use run::{run_foreground, RunOptions};
+pub use run::run_foreground;
+pub use vm::{run_vm, Control, OutputSink, RunIo, RunOptions, EXIT_KILLED};
 
 use std::path::Path;
 

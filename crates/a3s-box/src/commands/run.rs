@@ -3,6 +3,7 @@
 use a3s_box_core::units::parse_memory_mib;
 use a3s_box_runtime::home::Home;
 use a3s_box_runtime::manager::{run_foreground, RunOptions};
+use a3s_box_runtime::vmm::AccelChoice;
 use anyhow::{bail, Result};
 
 use crate::cli::RunArgs;
@@ -45,7 +46,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         vcpus: args.cpus,
         memory_mib: parse_memory_mib(&args.memory)?,
         kernel: args.vm.kernel,
-        accel: args.vm.accel.parse()?,
+        accel: {
+            // Refuse a bad --accel before anything is created.
+            args.vm.accel.parse::<AccelChoice>()?;
+            args.vm.accel
+        },
         hostname: args.hostname,
         debug: args.debug_guest,
     };

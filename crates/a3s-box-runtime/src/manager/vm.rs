@@ -1,0 +1,370 @@
+//! Booting one VM for a box and driving the guest protocol until the
+//! workload ends. Used by foreground runs (output to our stdout/stderr) and
+//! by the per-box shim (output to the box log).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use a3s_box_core::guest::message::{
+    BootSpec, GuestMessage, HostMessage, Message, ProcessSpec, RootSpec,
+};
+use a3s_box_core::guest::{Frame, StdStream, PROTOCOL_VERSION};
+use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::log_tail;
+use crate::guest::{self, FrameReader, FrameWriter};
+use crate::home::{Assets, Home};
+use crate::rootfs;
+use crate::vmm::accel;
+use crate::vmm::qemu::{QemuConfig, QemuHandler, QemuProvider};
+
+/// The main process always has this id on the wire.
+const MAIN_PROCESS: u32 = 1;
+/// Time for QEMU to create its socket.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time from QEMU start to the guest's hello. Generous: software emulation
+/// on a loaded host can be many times slower than KVM.
+const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time for the guest to power off after the host says so.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Console lines shown when the VM fails.
+const CONSOLE_TAIL_LINES: usize = 25;
+/// Exit code recorded when the VM is killed (as for SIGKILL in Docker).
+pub const EXIT_KILLED: i32 = 128 + 9;
+
+/// What to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Root filesystem directory on the host (never modified).
+    pub rootfs_dir: PathBuf,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory in the box.
+    pub workdir: Option<String>,
+    /// User spec.
+    pub user: Option<String>,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Kernel given on the command line.
+    pub kernel: Option<PathBuf>,
+    /// Accelerator choice: auto, kvm or tcg.
+    pub accel: String,
+    /// Hostname (default: the short id).
+    pub hostname: Option<String>,
+    /// Print guest-init's progress on the console log.
+    pub debug: bool,
+}
+
+/// Where the workload's output goes.
+pub trait OutputSink {
+    /// Bytes the workload wrote on `stream`.
+    fn write(&mut self, stream: StdStream, bytes: &[u8]);
+}
+
+/// What the supervisor may ask of a running box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Deliver a signal to the workload.
+    Signal(i32),
+    /// Kill the VM now.
+    Kill,
+}
+
+/// The supervisor's side of one VM run.
+pub struct RunIo<'a> {
+    /// Receives output.
+    pub sink: &'a mut dyn OutputSink,
+    /// Requests from the supervisor.
+    pub controls: UnboundedReceiver<Control>,
+    /// Called once with (guest pid, QEMU pid) when the workload runs.
+    pub on_started: &'a mut dyn FnMut(u32, u32),
+}
+
+impl std::fmt::Debug for RunIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunIo")
+    }
+}
+
+fn vm_error(message: impl Into<String>, console: &Path) -> BoxError {
+    let tail = log_tail(console, CONSOLE_TAIL_LINES);
+    BoxError::Vmm {
+        message: message.into(),
+        console_tail: (!tail.trim().is_empty()).then_some(tail),
+    }
+}
+
+/// Boot a VM for box `id` (files in `dir`), run `opts`' command, and return
+/// its exit code (126/127 when it could not start, [`EXIT_KILLED`] when the
+/// VM was killed). Errors of a3s-box itself come back as `Err`.
+pub async fn run_vm(
+    home: &Home,
+    id: &str,
+    dir: &Path,
+    opts: &RunOptions,
+    io: RunIo<'_>,
+) -> Result<i32> {
+    let (executable, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| BoxError::Config("no command given: add -- CMD [ARGS...]".into()))?;
+    let assets = Assets::locate(opts.kernel.as_deref());
+    let decision = accel::decide(opts.accel.parse()?, &accel::HostKvm::probe())?;
+    tracing::debug!(accel = %decision.accel, reason = %decision.reason, "accelerator");
+
+    let format: rootfs::RootfsFormat = match std::env::var("A3S_BOX_ROOTFS_FORMAT") {
+        Ok(v) if !v.is_empty() => v.parse()?,
+        _ => rootfs::RootfsFormat::default(),
+    };
+    let image = rootfs::cached_image(&home.rootfs_cache_dir(), &opts.rootfs_dir, format)?;
+    let socket = dir.join("agent.sock");
+    if socket.as_os_str().len() > 100 {
+        return Err(BoxError::Config(format!(
+            "state path {} is too long for a unix socket: set A3S_HOME to a shorter directory",
+            socket.display()
+        )));
+    }
+    let console = dir.join("console.log");
+    let spec = InstanceSpec {
+        box_id: id.to_string(),
+        vcpus: opts.vcpus,
+        memory_mib: opts.memory_mib,
+        rootfs_path: image,
+        exec_socket_path: socket.clone(),
+        console_output: Some(console.clone()),
+        entrypoint: Entrypoint {
+            executable: executable.clone(),
+            args: args.to_vec(),
+            env: opts.env.clone(),
+        },
+        workdir: opts.workdir.clone().unwrap_or_else(|| "/".into()),
+        user: opts.user.clone(),
+        ..InstanceSpec::default()
+    };
+    let provider = QemuProvider::new(
+        QemuConfig {
+            binary: assets.qemu,
+            kernel: assets.kernel,
+            initramfs: assets.initramfs,
+            accel: decision.accel,
+            extra_kernel_args: if opts.debug {
+                vec!["a3s.debug".into()]
+            } else {
+                vec![]
+            },
+        },
+        true,
+    );
+    tracing::debug!("rootfs image ready");
+    let mut vm = provider.launch(&spec)?;
+    tracing::debug!(pid = vm.pid(), "QEMU started");
+    let qemu_log = dir.join("qemu.log");
+    let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
+    let (mut reader, mut writer) = match connected {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = vm.stop(libc::SIGKILL, 0);
+            let qemu_says = log_tail(&qemu_log, 5);
+            return Err(if qemu_says.is_empty() {
+                e
+            } else {
+                BoxError::Vmm {
+                    message: format!("QEMU failed to start: {qemu_says}"),
+                    console_tail: None,
+                }
+            });
+        }
+    };
+
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let boot = BootSpec {
+        hostname,
+        root: RootSpec {
+            device: "/dev/vda".into(),
+            fstype: format.fstype().into(),
+        },
+        main: ProcessSpec {
+            process: MAIN_PROCESS,
+            executable: spec.entrypoint.executable.clone(),
+            args: spec.entrypoint.args.clone(),
+            env: spec.entrypoint.env.clone(),
+            workdir: spec.workdir.clone(),
+            user: spec.user.clone(),
+            stdin: false,
+        },
+    };
+    let boot_timeout = std::env::var("A3S_BOX_BOOT_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_BOOT_TIMEOUT);
+    let session = Session {
+        reader: &mut reader,
+        writer: &mut writer,
+        console: &console,
+        vm: &mut vm,
+    };
+    let outcome = session.drive(boot, boot_timeout, io).await;
+    // Whatever happened, the VM must go: politely first, then by force.
+    let grace = if outcome.is_ok() {
+        SHUTDOWN_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
+    let deadline = Instant::now() + grace;
+    while vm.is_running() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    if vm.is_running() {
+        vm.stop(libc::SIGKILL, 0)?;
+    }
+    tracing::debug!("VM gone");
+    if opts.debug {
+        eprintln!("--- VM console ---\n{}", log_tail(&console, usize::MAX));
+    }
+    outcome
+}
+
+struct Session<'a> {
+    reader: &'a mut FrameReader,
+    writer: &'a mut FrameWriter,
+    console: &'a Path,
+    vm: &'a mut QemuHandler,
+}
+
+impl Session<'_> {
+    async fn send(&mut self, msg: HostMessage) -> Result<()> {
+        self.writer
+            .send(&Frame::Control(Message::Host(msg)))
+            .await
+            .map_err(|e| vm_error(format!("lost the guest channel: {e}"), self.console))
+    }
+
+    async fn next(&mut self) -> Result<Frame> {
+        match self.reader.next().await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(vm_error(
+                "the VM stopped before the workload finished",
+                self.console,
+            )),
+            Err(e) => Err(vm_error(
+                format!("bad frame from the guest: {e}"),
+                self.console,
+            )),
+        }
+    }
+
+    async fn drive(
+        mut self,
+        boot: BootSpec,
+        boot_timeout: Duration,
+        mut io: RunIo<'_>,
+    ) -> Result<i32> {
+        // The boot spec goes out at once, before the guest's hello: it waits
+        // in the channel and guest-init reads it right after saying hello,
+        // which saves a round trip. The hello is still checked before any
+        // output is trusted.
+        self.send(HostMessage::Boot(boot)).await?;
+        let hello = tokio::time::timeout(boot_timeout, self.next())
+            .await
+            .map_err(|_| {
+                vm_error(
+                    format!(
+                        "the VM did not become ready within {}s",
+                        boot_timeout.as_secs()
+                    ),
+                    self.console,
+                )
+            })??;
+        match hello {
+            Frame::Control(Message::Guest(GuestMessage::Hello { version, kernel })) => {
+                if version != PROTOCOL_VERSION {
+                    return Err(BoxError::Guest(format!(
+                        "guest-init speaks protocol {version}, this a3s-box speaks {PROTOCOL_VERSION}: rebuild the initramfs (make setup)"
+                    )));
+                }
+                tracing::debug!(%kernel, "guest ready");
+            }
+            other => return Err(BoxError::Guest(format!("expected hello, got {other:?}"))),
+        }
+
+        loop {
+            let frame = tokio::select! {
+                frame = self.next() => frame?,
+                Some(control) = io.controls.recv() => {
+                    match control {
+                        Control::Signal(signal) => {
+                            self.send(HostMessage::Signal { process: MAIN_PROCESS, signal }).await?;
+                        }
+                        Control::Kill => {
+                            self.vm.stop(libc::SIGKILL, 0)?;
+                            return Ok(EXIT_KILLED);
+                        }
+                    }
+                    continue;
+                }
+            };
+            match frame {
+                Frame::Data {
+                    process: MAIN_PROCESS,
+                    stream,
+                    bytes,
+                } => {
+                    io.sink.write(stream, &bytes);
+                    let len = bytes.len() as u32;
+                    self.writer
+                        .send(&Frame::Credit {
+                            process: MAIN_PROCESS,
+                            stream,
+                            bytes: len,
+                        })
+                        .await
+                        .map_err(|e| {
+                            vm_error(format!("lost the guest channel: {e}"), self.console)
+                        })?;
+                }
+                Frame::Eof { .. } | Frame::Credit { .. } | Frame::Data { .. } => {}
+                Frame::Control(Message::Guest(msg)) => match msg {
+                    GuestMessage::Started { pid, .. } => {
+                        tracing::debug!(pid, "workload started");
+                        (io.on_started)(pid, self.vm.pid());
+                    }
+                    GuestMessage::SpawnFailed {
+                        exit_code, reason, ..
+                    } => {
+                        io.sink
+                            .write(StdStream::Stderr, format!("a3s-box: {reason}\n").as_bytes());
+                        self.send(HostMessage::Shutdown).await?;
+                        return Ok(exit_code);
+                    }
+                    GuestMessage::Exited { exit_code, .. } => {
+                        tracing::debug!(exit_code, "workload exited");
+                        self.send(HostMessage::Shutdown).await?;
+                        return Ok(exit_code);
+                    }
+                    GuestMessage::Fatal { reason } => {
+                        return Err(vm_error(
+                            format!("guest-init failed: {reason}"),
+                            self.console,
+                        ));
+                    }
+                    GuestMessage::Hello { .. } => {
+                        return Err(BoxError::Guest("unexpected second hello".into()));
+                    }
+                },
+                Frame::Control(Message::Host(_)) => {
+                    return Err(BoxError::Guest("guest sent a host message".into()));
+                }
+            }
+        }
+    }
+}
