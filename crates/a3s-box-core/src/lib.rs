@@ -9,6 +9,8 @@
 pub mod config;
 pub mod error;
 pub mod guest;
+pub mod status;
+pub mod time;
 pub mod units;
 pub mod user;
 pub mod vmm;

@@ -10,4 +10,5 @@ pub mod guest;
 pub mod home;
 pub mod manager;
 pub mod rootfs;
+pub mod state;
 pub mod vmm;

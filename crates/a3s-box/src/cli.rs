@@ -21,6 +21,26 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a new box.
     Run(RunArgs),
+    /// Create a box without starting it.
+    Create(RunArgs),
+    /// Start stopped boxes.
+    Start(BoxesArgs),
+    /// Stop running boxes (SIGTERM, then kill after -t seconds).
+    Stop(StopArgs),
+    /// Stop then start boxes.
+    Restart(StopArgs),
+    /// Send a signal to running boxes.
+    Kill(KillArgs),
+    /// Remove boxes.
+    Rm(RmArgs),
+    /// List boxes.
+    Ps(PsArgs),
+    /// Show a box's output.
+    Logs(LogsArgs),
+    /// Show boxes' configuration and state as JSON.
+    Inspect(BoxesArgs),
+    /// Wait for boxes to stop; print their exit codes.
+    Wait(BoxesArgs),
     /// Show the accelerator, kernel and versions this host uses.
     Info(InfoArgs),
     /// Show the version.
@@ -49,12 +69,28 @@ pub struct VmArgs {
     pub kernel: Option<PathBuf>,
 }
 
-/// `a3s-box run`.
+/// `a3s-box run` / `create`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Remove the box when it exits.
     #[arg(long)]
     pub rm: bool,
+
+    /// Run in the background and print the box id.
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// Name of the box (unique).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Label (KEY=VALUE).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
 
     /// Root filesystem directory to boot (instead of an image); never modified.
     #[arg(long, value_name = "DIR")]
@@ -117,4 +153,81 @@ pub struct VersionArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// Commands taking one or more boxes.
+#[derive(Debug, Args)]
+pub struct BoxesArgs {
+    /// Box names or ids (unique prefixes work).
+    #[arg(required = true)]
+    pub boxes: Vec<String>,
+}
+
+/// `a3s-box stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before killing the VM.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    /// Boxes.
+    #[arg(required = true)]
+    pub boxes: Vec<String>,
+}
+
+/// `a3s-box kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal name or number.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Boxes.
+    #[arg(required = true)]
+    pub boxes: Vec<String>,
+}
+
+/// `a3s-box rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running boxes first.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Boxes.
+    #[arg(required = true)]
+    pub boxes: Vec<String>,
+}
+
+/// `a3s-box ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all boxes (default: running ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Full ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: name=, label=KEY[=VALUE], status=.
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `a3s-box logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep following the output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// Prefix each line with its timestamp.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// The box.
+    pub r#box: String,
 }

@@ -49,6 +49,16 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             let code = rt.block_on(commands::run::run(args))?;
             Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(EXIT_BOX_ERROR))
         }
+        Command::Create(args) => commands::lifecycle::create(args),
+        Command::Start(args) => commands::lifecycle::start(args),
+        Command::Stop(args) => commands::lifecycle::stop(args),
+        Command::Restart(args) => commands::lifecycle::restart(args),
+        Command::Kill(args) => commands::lifecycle::kill(args),
+        Command::Rm(args) => commands::lifecycle::rm(args),
+        Command::Wait(args) => commands::lifecycle::wait(args),
+        Command::Inspect(args) => commands::lifecycle::inspect(args),
+        Command::Ps(args) => commands::ps::ps(args),
+        Command::Logs(args) => commands::logs::logs(args),
         Command::Info(args) => commands::info::run(args).map(|_| 0),
         Command::Version(args) => {
             commands::version::run(args);

@@ -1,11 +1,15 @@
 //! The public API of the runtime: what the CLI (and later the SDK) call.
 
+mod boxes;
 mod info;
 mod run;
+mod supervise;
 mod vm;
 
+pub use boxes::{BoxManager, StartError};
 pub use info::{info, Info};
 pub use run::run_foreground;
+pub use supervise::{supervise, ShimRequest, CONTROL_SOCKET};
 pub use vm::{run_vm, Control, OutputSink, RunIo, RunOptions, EXIT_KILLED};
 
 use std::path::Path;

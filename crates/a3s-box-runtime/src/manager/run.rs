@@ -52,6 +52,11 @@ fn remove_abandoned_boxes(boxes: &Path) {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
+        // Stored boxes and the store's own files belong to the box store.
+        if dir.join("config.json").exists() || entry.file_name().to_string_lossy().starts_with('.')
+        {
+            continue;
+        }
         let abandoned = match File::open(dir.join(LOCK_FILE)) {
             Ok(file) => Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok(),
             Err(_) => entry

@@ -1,6 +1,9 @@
 //! One module per verb: parse → runtime call → render.
 
 pub mod info;
+pub mod lifecycle;
+pub mod logs;
+pub mod ps;
 pub mod run;
 pub mod version;
 

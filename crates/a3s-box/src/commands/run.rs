@@ -1,8 +1,12 @@
 //! `a3s-box run`.
 
+use std::collections::BTreeMap;
+
+use a3s_box_core::status::RestartPolicy;
 use a3s_box_core::units::parse_memory_mib;
 use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::{run_foreground, RunOptions};
+use a3s_box_runtime::manager::{run_foreground, BoxManager, RunOptions};
+use a3s_box_runtime::state::BoxRecord;
 use a3s_box_runtime::vmm::AccelChoice;
 use anyhow::{bail, Result};
 
@@ -26,36 +30,88 @@ fn parse_env(items: &[String]) -> Result<Vec<(String, String)>> {
     Ok(env)
 }
 
-/// Run and return the workload's exit code.
-pub async fn run(args: RunArgs) -> Result<i32> {
-    let rootfs = match args.rootfs {
-        Some(dir) => dir,
+/// Turn `run`/`create` flags into the box's options.
+pub fn options(args: &RunArgs) -> Result<RunOptions> {
+    let rootfs = match &args.rootfs {
+        Some(dir) => std::path::absolute(dir)?,
         None => bail!(
             "running images is not available yet: boot a root filesystem directory with --rootfs DIR"
         ),
     };
-    if !args.rm {
-        bail!("boxes are not kept yet: pass --rm (the box is removed when it exits)");
+    if args.args.is_empty() {
+        bail!("no command given: add -- CMD [ARGS...]");
     }
-    let opts = RunOptions {
+    Ok(RunOptions {
         rootfs_dir: rootfs,
-        command: args.args,
+        command: args.args.clone(),
         env: parse_env(&args.env)?,
-        workdir: args.workdir,
-        user: args.user,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
         vcpus: args.cpus,
         memory_mib: parse_memory_mib(&args.memory)?,
-        kernel: args.vm.kernel,
+        kernel: args.vm.kernel.clone(),
         accel: {
             // Refuse a bad --accel before anything is created.
             args.vm.accel.parse::<AccelChoice>()?;
-            args.vm.accel
+            args.vm.accel.clone()
         },
-        hostname: args.hostname,
+        hostname: args.hostname.clone(),
         debug: args.debug_guest,
-    };
+    })
+}
+
+/// `KEY=VALUE` labels.
+pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some(("", _)) => bail!("invalid label {l:?}: the key is empty"),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None if l.is_empty() => bail!("invalid label \"\": use KEY=VALUE"),
+            None => Ok((l.clone(), String::new())),
+        })
+        .collect()
+}
+
+/// Record a box from `run`/`create` flags.
+pub fn create(manager: &BoxManager, args: &RunArgs) -> Result<BoxRecord> {
+    let restart: RestartPolicy = args.restart.parse()?;
+    if args.rm && restart != RestartPolicy::No {
+        bail!("--rm and --restart {restart} cannot be used together");
+    }
+    Ok(manager.create(
+        options(args)?,
+        args.name.clone(),
+        parse_labels(&args.labels)?,
+        restart,
+        args.rm,
+    )?)
+}
+
+/// Run and return the exit code for the CLI.
+pub async fn run(args: RunArgs) -> Result<i32> {
     let home = Home::from_env()?;
-    Ok(run_foreground(&home, opts).await?)
+    if args.rm && !args.detach && args.name.is_none() && args.labels.is_empty() {
+        // An anonymous throw-away box: supervised right here, nothing stored.
+        return Ok(run_foreground(&home, options(&args)?).await?);
+    }
+    let manager = BoxManager::new(&home);
+    let record = create(&manager, &args)?;
+    match manager.start(&record)? {
+        Ok(()) => {}
+        Err(failed) => {
+            eprintln!("a3s-box: {}", failed.reason);
+            if args.rm {
+                let _ = manager.remove(&manager.store().get(&record.config.id)?, true);
+            }
+            return Ok(failed.code);
+        }
+    }
+    if args.detach {
+        println!("{}", record.config.id);
+        return Ok(0);
+    }
+    super::logs::follow_until_exit(&manager, &record.config.id)
 }
 
 #[cfg(test)]

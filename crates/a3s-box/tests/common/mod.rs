@@ -72,7 +72,11 @@ impl TestHome {
     pub fn assert_no_boxes_left(&self) {
         let boxes = self.home.path().join("boxes");
         let left: Vec<_> = std::fs::read_dir(&boxes)
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
@@ -84,4 +88,55 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+impl TestHome {
+    /// Run `a3s-box ARGS…`, return the output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// `run -d` a small box with extra flags; its id.
+    pub fn run_detached(&self, extra: &[&str], command: &[&str]) -> String {
+        let mut c = self.cmd();
+        c.args(["run", "-d", "--cpus", "1", "--memory", "128m", "--rootfs"])
+            .arg(rootfs())
+            .args(extra)
+            .arg("--")
+            .args(command);
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "run -d: {}", stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        assert_eq!(id.len(), 64, "{id}");
+        id
+    }
+
+    /// `inspect` of one box as JSON.
+    pub fn inspect(&self, key: &str) -> serde_json::Value {
+        let o = self.cli(&["inspect", key]);
+        assert_eq!(o.status.code(), Some(0), "inspect: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0].clone()
+    }
+
+    /// Poll `inspect` until `pred` holds (or panic after `secs`).
+    pub fn wait_for(
+        &self,
+        key: &str,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let v = self.inspect(key);
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on {key}: {v:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }

@@ -1,0 +1,260 @@
+//! Box lifecycle operations over the store: create, start (spawn the shim),
+//! stop, kill, remove, wait, logs. The CLI calls these; they hold no state
+//! of their own.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use a3s_box_core::status::RestartPolicy;
+use a3s_box_core::{BoxError, Result};
+
+use super::supervise::{ShimRequest, CONTROL_SOCKET};
+use super::{new_box_id, RunOptions};
+use crate::home::Home;
+use crate::state::{shim_alive, BoxRecord, BoxStore};
+
+/// Environment variable naming the shim binary.
+pub const ENV_SHIM: &str = "A3S_BOX_SHIM";
+/// Descriptor on which the shim reports the first start (`ok` / `fail CODE REASON`).
+pub const READY_FD: i32 = 3;
+/// Environment variable telling the shim it has a ready descriptor.
+pub const ENV_READY_FD: &str = "A3S_SHIM_READY_FD";
+const POLL: Duration = Duration::from_millis(20);
+/// Extra time `stop` waits after the grace period for the VM to be killed.
+const STOP_SLACK: Duration = Duration::from_secs(15);
+
+/// A workload that could not be started (Docker's 125/126/127).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct StartError {
+    /// Exit code for the CLI.
+    pub code: i32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Lifecycle operations on the boxes of one home.
+#[derive(Debug, Clone)]
+pub struct BoxManager {
+    store: BoxStore,
+}
+
+fn shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os(ENV_SHIM).filter(|v| !v.is_empty()) {
+        return p.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("a3s-box-shim")))
+        .unwrap_or_else(|| PathBuf::from("a3s-box-shim"))
+}
+
+impl BoxManager {
+    /// Manager of `home`'s boxes.
+    pub fn new(home: &Home) -> Self {
+        BoxManager {
+            store: BoxStore::new(home),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &BoxStore {
+        &self.store
+    }
+
+    /// Record a new box (not started).
+    pub fn create(
+        &self,
+        options: RunOptions,
+        name: Option<String>,
+        labels: BTreeMap<String, String>,
+        restart: RestartPolicy,
+        auto_remove: bool,
+    ) -> Result<BoxRecord> {
+        if options.command.is_empty() {
+            return Err(BoxError::Config(
+                "no command given: add -- CMD [ARGS...]".into(),
+            ));
+        }
+        options.accel.parse::<crate::vmm::AccelChoice>()?;
+        let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
+        self.store
+            .create(id, name, options, labels, restart, auto_remove)
+    }
+
+    /// Start a box: spawn its shim (detached, own session) and wait until the
+    /// workload runs or fails to start. `Ok(Err(..))` is a workload that
+    /// could not start.
+    pub fn start(&self, record: &BoxRecord) -> Result<std::result::Result<(), StartError>> {
+        if !record.state.status.can_start() {
+            return Err(BoxError::Config(format!(
+                "box {} is {}: it cannot be started",
+                record.config.name, record.state.status
+            )));
+        }
+        self.store.update_dir(&record.dir, |s| {
+            s.stopped_by_user = false;
+        })?;
+        let (read_end, write_end) = std::io::pipe().map_err(|e| BoxError::io("pipe", e))?;
+        let shim = shim_binary();
+        let log = std::fs::File::create(record.dir.join("shim.log"))
+            .map_err(|e| BoxError::io("create shim log", e))?;
+        let write_fd = write_end.as_raw_fd();
+        let mut cmd = Command::new(&shim);
+        cmd.arg(&record.dir)
+            .env(ENV_READY_FD, READY_FD.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: runs in the forked child before exec; setsid and dup2 are
+        // async-signal-safe and touch only this process's descriptors.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::dup2(write_fd, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BoxError::MissingAsset {
+                what: "a3s-box-shim",
+                path: shim.clone(),
+                hint: "install it beside a3s-box (make setup) or set A3S_BOX_SHIM",
+            },
+            _ => BoxError::io(format!("start {}", shim.display()), e),
+        })?;
+        drop(write_end);
+        drop(cmd);
+        // The shim is not our child for long: it outlives us. Reap it in the
+        // background if it ends while we still run.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let mut line = String::new();
+        BufReader::new(read_end)
+            .read_line(&mut line)
+            .map_err(|e| BoxError::io("read shim status", e))?;
+        let line = line.trim_end();
+        if line == "ok" {
+            return Ok(Ok(()));
+        }
+        if let Some(rest) = line.strip_prefix("fail ") {
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Ok(Err(StartError {
+                code: code.parse().unwrap_or(125),
+                reason: reason.trim_start_matches("a3s-box: ").to_string(),
+            }));
+        }
+        let shim_log = super::log_tail(&record.dir.join("shim.log"), 5);
+        Err(BoxError::Vmm {
+            message: format!("the box's shim exited before the workload started: {shim_log}"),
+            console_tail: None,
+        })
+    }
+
+    fn control(&self, record: &BoxRecord, request: &ShimRequest) -> Result<()> {
+        let socket = record.dir.join(CONTROL_SOCKET);
+        let mut stream = UnixStream::connect(&socket).map_err(|e| {
+            BoxError::io(format!("reach the shim of box {}", record.config.name), e)
+        })?;
+        let mut line = serde_json::to_string(request)
+            .map_err(|e| BoxError::Config(format!("encode request: {e}")))?;
+        line.push('\n');
+        stream
+            .write_all(line.as_bytes())
+            .map_err(|e| BoxError::io("send to shim", e))?;
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .map_err(|e| BoxError::io("read shim reply", e))?;
+        match reply.trim() {
+            "ok" => Ok(()),
+            other => Err(BoxError::Config(format!("shim refused: {other}"))),
+        }
+    }
+
+    /// Stop: SIGTERM to the workload, the VM killed after `timeout`.
+    /// Returns once the box no longer runs.
+    pub fn stop(&self, record: &BoxRecord, timeout: Duration) -> Result<()> {
+        if !record.state.status.is_active() || !shim_alive(&record.dir) {
+            return Ok(());
+        }
+        self.control(
+            record,
+            &ShimRequest::Stop {
+                timeout_secs: timeout.as_secs(),
+            },
+        )?;
+        self.wait_inactive(record, timeout + STOP_SLACK)
+    }
+
+    /// Send `signal` to the workload.
+    pub fn kill(&self, record: &BoxRecord, signal: i32) -> Result<()> {
+        if !record.state.status.is_active() || !shim_alive(&record.dir) {
+            return Err(BoxError::Config(format!(
+                "box {} is not running",
+                record.config.name
+            )));
+        }
+        self.control(record, &ShimRequest::Signal(signal))
+    }
+
+    fn wait_inactive(&self, record: &BoxRecord, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while shim_alive(&record.dir) {
+            if Instant::now() > deadline {
+                return Err(BoxError::Config(format!(
+                    "box {} did not stop within {}s",
+                    record.config.name,
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// Remove a box; a running one only with `force` (it is killed first).
+    pub fn remove(&self, record: &BoxRecord, force: bool) -> Result<()> {
+        if record.state.status.is_active() && shim_alive(&record.dir) {
+            if !force {
+                return Err(BoxError::Config(format!(
+                    "box {} is {}: stop it first or use rm -f",
+                    record.config.name, record.state.status
+                )));
+            }
+            if let Some(pid) = record.state.shim_pid {
+                // The shim's QEMU dies with it (PR_SET_PDEATHSIG).
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            self.wait_inactive(record, STOP_SLACK)?;
+        }
+        self.store.remove(record)
+    }
+
+    /// Wait for a box to stop; its exit code.
+    pub fn wait(&self, key: &str) -> Result<i32> {
+        loop {
+            let record = self.store.get(key)?;
+            if !record.state.status.is_active() && record.state.status.can_start() {
+                if record.state.status == a3s_box_core::status::BoxStatus::Created {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                return Ok(record.state.exit_code.unwrap_or(0));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The supervisor of one box: what the per-box shim runs.
+//!
+//! It holds the box's shim lock for its whole life, boots the VM, writes the
+//! workload's output to the box log, records every start and exit in the
+//! store, serves the control socket (`stop`, `kill`), and applies the
+//! restart policy with exponential back-off. The QEMU it starts dies with it
+//! (PR_SET_PDEATHSIG), so a killed shim never leaves a VM nobody owns.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use a3s_box_core::guest::StdStream;
+use a3s_box_core::status::BoxStatus;
+use a3s_box_core::time::now_rfc3339;
+use a3s_box_core::{BoxError, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use super::vm::{run_vm, Control, OutputSink, RunIo};
+use crate::state::log::LogWriter;
+use crate::state::{BoxStore, LOG_FILE, SHIM_LOCK};
+
+/// The control socket in a box directory.
+pub const CONTROL_SOCKET: &str = "control.sock";
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A request on the control socket (one JSON line; the reply is `ok` or an error line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShimRequest {
+    /// Deliver a signal to the workload.
+    Signal(i32),
+    /// SIGTERM, then kill the VM after `timeout_secs`; no restart afterwards.
+    Stop {
+        /// Grace period.
+        timeout_secs: u64,
+    },
+}
+
+type Current = Arc<Mutex<Option<UnboundedSender<Control>>>>;
+
+fn send_current(current: &Current, control: Control) {
+    if let Some(tx) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _ = tx.send(control);
+    }
+}
+
+/// Output to the log, remembering the last stderr chunk (a start failure's reason).
+struct LogSink {
+    log: LogWriter,
+    last_stderr: String,
+}
+
+impl OutputSink for LogSink {
+    fn write(&mut self, stream: StdStream, bytes: &[u8]) {
+        if stream == StdStream::Stderr {
+            self.last_stderr = String::from_utf8_lossy(bytes).trim().to_string();
+        }
+        self.log.write(stream, bytes);
+    }
+}
+
+async fn serve_control(
+    listener: UnixListener,
+    store: BoxStore,
+    dir: std::path::PathBuf,
+    current: Current,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (r, mut w) = stream.into_split();
+        let mut line = String::new();
+        if BufReader::new(r).read_line(&mut line).await.is_err() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<ShimRequest>(&line) {
+            Ok(ShimRequest::Signal(sig)) => {
+                send_current(&current, Control::Signal(sig));
+                "ok\n".to_string()
+            }
+            Ok(ShimRequest::Stop { timeout_secs }) => {
+                let _ = store.update_dir(&dir, |s| s.stopped_by_user = true);
+                send_current(&current, Control::Signal(libc::SIGTERM));
+                let current = current.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(timeout_secs)).await;
+                    send_current(&current, Control::Kill);
+                });
+                "ok\n".to_string()
+            }
+            Err(e) => format!("error: bad request: {e}\n"),
+        };
+        let _ = w.write_all(reply.as_bytes()).await;
+    }
+}
+
+/// Supervise the box in `dir` until it is done. `ready` (if given) receives
+/// one line once the first start is decided: `ok`, or `fail CODE REASON`.
+pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
+    let (store, home) = BoxStore::of_box_dir(dir)?;
+    let lock_file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(SHIM_LOCK))
+        .map_err(|e| BoxError::io("open shim lock", e))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| BoxError::Config(format!("{} already has a supervisor", dir.display())))?;
+    let record = store.load_dir(dir)?;
+    let socket = dir.join(CONTROL_SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        UnixListener::bind(&socket).map_err(|e| BoxError::io("bind control socket", e))?;
+    let current: Current = Arc::new(Mutex::new(None));
+    tokio::spawn(serve_control(
+        listener,
+        store.clone(),
+        dir.to_path_buf(),
+        current.clone(),
+    ));
+
+    let shim_pid = std::process::id();
+    let accelerator = crate::vmm::AccelChoice::from_str(&record.config.options.accel)
+        .and_then(|c| crate::vmm::accel::decide(c, &crate::vmm::accel::HostKvm::probe()))
+        .map(|d| format!("{}: {}", d.accel, d.reason))
+        .ok();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let (tx, rx) = unbounded_channel();
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        let mut sink = LogSink {
+            log: LogWriter::open(&dir.join(LOG_FILE))?,
+            last_stderr: String::new(),
+        };
+        let mut started = false;
+        let mut on_started = |_guest_pid: u32, vm_pid: u32| {
+            started = true;
+            let _ = store.update_dir(dir, |s| {
+                s.status = BoxStatus::Running;
+                s.accelerator = accelerator.clone();
+                s.shim_pid = Some(shim_pid);
+                s.vm_pid = Some(vm_pid);
+                s.started_at = Some(now_rfc3339());
+                s.finished_at = None;
+                s.exit_code = None;
+                s.error = None;
+            });
+            if let Some(mut r) = ready.take() {
+                let _ = r.write_all(b"ok\n");
+            }
+        };
+        let io = RunIo {
+            sink: &mut sink,
+            controls: rx,
+            on_started: &mut on_started,
+        };
+        let outcome = run_vm(&home, &record.config.id, dir, &record.config.options, io).await;
+        sink.log.flush();
+        let (code, error) = match outcome {
+            Ok(code) => (code, None),
+            Err(e) => (super::EXIT_KILLED, Some(e.to_string())),
+        };
+        if let Some(mut r) = ready.take() {
+            let reason = error.clone().unwrap_or_else(|| sink.last_stderr.clone());
+            let _ = writeln!(r, "fail {code} {reason}");
+        }
+        let state = store.update_dir(dir, |s| {
+            s.status = BoxStatus::Exited;
+            s.finished_at = Some(now_rfc3339());
+            s.exit_code = Some(code);
+            s.error = error.clone();
+            s.vm_pid = None;
+        })?;
+        let restart = started
+            && record.config.restart.should_restart(
+                code,
+                state.restart_count,
+                state.stopped_by_user,
+            );
+        if !restart {
+            break;
+        }
+        store.update_dir(dir, |s| {
+            s.status = BoxStatus::Restarting;
+            s.restart_count += 1;
+        })?;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // A stop that arrived during the back-off ends the loop.
+        if store.load_dir(dir)?.state.stopped_by_user {
+            store.update_dir(dir, |s| s.status = BoxStatus::Exited)?;
+            break;
+        }
+    }
+    let _ = store.update_dir(dir, |s| s.shim_pid = None);
+    let _ = std::fs::remove_file(&socket);
+    if record.config.auto_remove {
+        let rec = store.load_dir(dir)?;
+        store.remove(&rec)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The one store of box state: `$A3S_HOME/boxes/<id12>/`.
+//!
+//! Each box directory holds `config.json` (what the user asked for; written
+//! once) and `state.json` (where the box is; rewritten as it moves). Every
+//! write is atomic (temporary file, fsync, rename, fsync of the directory)
+//! and made under the box's lock, so a crash at any point leaves the old or
+//! the new state. The supervising shim holds `shim.lock` for as long as it
+//! lives; a box that says it is active while nobody holds that lock lost its
+//! shim, and is reconciled to `exited` by whoever reads it next.
+
+mod files;
+pub mod log;
+mod names;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use a3s_box_core::status::{BoxStatus, RestartPolicy};
+use a3s_box_core::time::now_rfc3339;
+use a3s_box_core::{BoxError, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub use files::write_atomic;
+
+use crate::home::Home;
+use crate::manager::RunOptions;
+
+const CONFIG_FILE: &str = "config.json";
+const STATE_FILE: &str = "state.json";
+const BOX_LOCK: &str = "box.lock";
+/// Held by the shim for its whole life.
+pub const SHIM_LOCK: &str = "shim.lock";
+/// The workload's output, one JSON object per line.
+pub const LOG_FILE: &str = "log.jsonl";
+const STORE_LOCK: &str = ".store.lock";
+
+/// What the user asked for; fixed at create time (rename aside).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoxConfig {
+    /// 64-hex id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// What to run and how.
+    pub options: RunOptions,
+    /// Labels (`-l`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Remove the box when it exits (`--rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// Where the box is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoxState {
+    /// Status.
+    pub status: BoxStatus,
+    /// PID of the shim supervising it.
+    pub shim_pid: Option<u32>,
+    /// PID of QEMU.
+    pub vm_pid: Option<u32>,
+    /// When the workload last started.
+    pub started_at: Option<String>,
+    /// When it last ended.
+    pub finished_at: Option<String>,
+    /// Its last exit code.
+    pub exit_code: Option<i32>,
+    /// Why it ended, when not by itself.
+    pub error: Option<String>,
+    /// Restarts made by the restart policy.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The user stopped it (restart policies then leave it alone).
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// Accelerator it runs with and why.
+    #[serde(default)]
+    pub accelerator: Option<String>,
+}
+
+impl BoxState {
+    fn created() -> Self {
+        BoxState {
+            status: BoxStatus::Created,
+            shim_pid: None,
+            vm_pid: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            restart_count: 0,
+            stopped_by_user: false,
+            accelerator: None,
+        }
+    }
+}
+
+/// A box as read from the store.
+#[derive(Debug, Clone)]
+pub struct BoxRecord {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Config.
+    pub config: BoxConfig,
+    /// State (reconciled).
+    pub state: BoxState,
+}
+
+impl BoxRecord {
+    /// The 12-hex short id.
+    pub fn short_id(&self) -> &str {
+        &self.config.id[..12]
+    }
+}
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct BoxStore {
+    boxes: PathBuf,
+}
+
+fn lock(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
+    Flock::lock(file, arg)
+        .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))
+}
+
+/// Whether a shim holds `dir`'s shim lock.
+pub fn shim_alive(dir: &Path) -> bool {
+    match File::open(dir.join(SHIM_LOCK)) {
+        Ok(file) => Flock::lock(file, FlockArg::LockSharedNonblock).is_err(),
+        Err(_) => false,
+    }
+}
+
+impl BoxStore {
+    /// The store of `home`.
+    pub fn new(home: &Home) -> Self {
+        BoxStore {
+            boxes: home.boxes_dir(),
+        }
+    }
+
+    /// The store that holds the box directory `box_dir`.
+    pub fn of_box_dir(box_dir: &Path) -> Result<(Self, Home)> {
+        let boxes = box_dir.parent().ok_or_else(|| {
+            BoxError::Config(format!("{} is not a box directory", box_dir.display()))
+        })?;
+        let home = boxes.parent().ok_or_else(|| {
+            BoxError::Config(format!("{} is not a box directory", box_dir.display()))
+        })?;
+        Ok((
+            BoxStore {
+                boxes: boxes.to_path_buf(),
+            },
+            Home::at(home),
+        ))
+    }
+
+    /// Read one box directory.
+    pub fn load_dir(&self, dir: &Path) -> Result<BoxRecord> {
+        self.load(dir)
+    }
+
+    /// Directory of all boxes.
+    pub fn dir(&self) -> &Path {
+        &self.boxes
+    }
+
+    fn store_lock(&self) -> Result<Flock<File>> {
+        std::fs::create_dir_all(&self.boxes)
+            .map_err(|e| BoxError::io(format!("create {}", self.boxes.display()), e))?;
+        lock(&self.boxes.join(STORE_LOCK), FlockArg::LockExclusive)
+    }
+
+    /// Record a new box. The name must be unique (one is made up when
+    /// `name` is `None`). Nothing is left behind on failure.
+    pub fn create(
+        &self,
+        id: String,
+        name: Option<String>,
+        options: RunOptions,
+        labels: BTreeMap<String, String>,
+        restart: RestartPolicy,
+        auto_remove: bool,
+    ) -> Result<BoxRecord> {
+        if let Some(n) = &name {
+            names::validate(n)?;
+        }
+        let _guard = self.store_lock()?;
+        self.remove_leftovers();
+        let taken: Vec<String> = self
+            .list_unlocked()?
+            .into_iter()
+            .map(|r| r.config.name)
+            .collect();
+        let name = match name {
+            Some(n) if taken.contains(&n) => {
+                return Err(BoxError::Config(format!(
+                "the name {n:?} is already in use by another box: remove it or choose another name"
+            )))
+            }
+            Some(n) => n,
+            None => names::generate(&id, &taken),
+        };
+        let config = BoxConfig {
+            name,
+            created: now_rfc3339(),
+            options,
+            labels,
+            restart,
+            auto_remove,
+            id,
+        };
+        let dir = self.boxes.join(&config.id[..12]);
+        let tmp = self.boxes.join(format!(".new-{}", &config.id[..12]));
+        let write = || -> Result<()> {
+            std::fs::create_dir_all(&tmp)
+                .map_err(|e| BoxError::io(format!("create {}", tmp.display()), e))?;
+            files::write_json(&tmp.join(CONFIG_FILE), &config)?;
+            files::write_json(&tmp.join(STATE_FILE), &BoxState::created())?;
+            std::fs::rename(&tmp, &dir)
+                .map_err(|e| BoxError::io(format!("create {}", dir.display()), e))
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        Ok(BoxRecord {
+            dir,
+            config,
+            state: BoxState::created(),
+        })
+    }
+
+    /// Directories of creates or removes that were interrupted (the store
+    /// lock is held, so none is in progress).
+    fn remove_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.boxes) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".new-") || name.starts_with(".rm-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    fn list_unlocked(&self) -> Result<Vec<BoxRecord>> {
+        let entries = match std::fs::read_dir(&self.boxes) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(BoxError::io(format!("read {}", self.boxes.display()), e)),
+        };
+        let mut records = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.join(CONFIG_FILE).is_file() {
+                continue; // a foreground run's scratch directory, or debris
+            }
+            match self.load(&dir) {
+                Ok(r) => records.push(r),
+                Err(e) => tracing::warn!(dir = %dir.display(), "unreadable box: {e}"),
+            }
+        }
+        records.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+        Ok(records)
+    }
+
+    /// Every box, newest first, reconciled.
+    pub fn list(&self) -> Result<Vec<BoxRecord>> {
+        self.list_unlocked()
+    }
+
+    fn load(&self, dir: &Path) -> Result<BoxRecord> {
+        let config: BoxConfig = files::read_json(&dir.join(CONFIG_FILE))?;
+        let mut state: BoxState = files::read_json(&dir.join(STATE_FILE))?;
+        if state.status.is_active() && !shim_alive(dir) {
+            state = self.reconcile(dir)?;
+        }
+        Ok(BoxRecord {
+            dir: dir.to_path_buf(),
+            config,
+            state,
+        })
+    }
+
+    /// An active box whose shim is gone: record it as exited.
+    fn reconcile(&self, dir: &Path) -> Result<BoxState> {
+        self.update_dir(dir, |s| {
+            if s.status.is_active() && !shim_alive(dir) {
+                s.status = BoxStatus::Exited;
+                s.finished_at.get_or_insert_with(now_rfc3339);
+                s.exit_code.get_or_insert(crate::manager::EXIT_KILLED);
+                s.error.get_or_insert_with(|| {
+                    "the box's supervisor (shim) died; the VM went with it".to_string()
+                });
+                s.shim_pid = None;
+                s.vm_pid = None;
+            }
+        })
+    }
+
+    /// Find a box by full id, unique id prefix, or name.
+    pub fn get(&self, key: &str) -> Result<BoxRecord> {
+        let all = self.list_unlocked()?;
+        if let Some(r) = all
+            .iter()
+            .find(|r| r.config.id == key || r.config.name == key)
+        {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&BoxRecord> =
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Vec::new()
+            } else {
+                all.iter()
+                    .filter(|r| r.config.id.starts_with(key))
+                    .collect()
+            };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(BoxError::Config(format!("no such box: {key}"))),
+            many => Err(BoxError::Config(format!(
+                "box id prefix {key:?} is ambiguous: it matches {}",
+                many.iter()
+                    .map(|r| r.short_id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Read-modify-write a box's state under its lock.
+    pub fn update_dir(&self, dir: &Path, f: impl FnOnce(&mut BoxState)) -> Result<BoxState> {
+        let _guard = lock(&dir.join(BOX_LOCK), FlockArg::LockExclusive)?;
+        let mut state: BoxState = files::read_json(&dir.join(STATE_FILE))?;
+        f(&mut state);
+        files::write_json(&dir.join(STATE_FILE), &state)?;
+        Ok(state)
+    }
+
+    /// Remove a box's directory (the caller has made sure nothing runs).
+    pub fn remove(&self, record: &BoxRecord) -> Result<()> {
+        let _guard = self.store_lock()?;
+        let tomb = self.boxes.join(format!(".rm-{}", record.short_id()));
+        std::fs::rename(&record.dir, &tomb)
+            .map_err(|e| BoxError::io(format!("remove {}", record.dir.display()), e))?;
+        std::fs::remove_dir_all(&tomb)
+            .map_err(|e| BoxError::io(format!("remove {}", tomb.display()), e))
+    }
+}

@@ -1,0 +1,252 @@
+//! Box lifecycle through the real binary: detached boxes with a shim, the
+//! store, reconciliation after crashes, restart policies.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, TestHome};
+
+const TICKER: &[&str] = &[
+    "sh",
+    "-c",
+    "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+];
+
+fn status(v: &serde_json::Value) -> &str {
+    v["State"]["Status"].as_str().unwrap()
+}
+
+fn pid_alive(pid: u64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn full_cycle_run_ps_logs_stop_start_restart_rm() {
+    let b = TestHome::new();
+    let id = b.run_detached(&["--name", "web", "-l", "tier=front"], TICKER);
+    let ps = stdout(&b.cli(&["ps"]));
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("web") && ps.contains("Up"),
+        "{ps}"
+    );
+    let v = b.inspect("web");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(status(&v), "running");
+    assert_eq!(v["State"]["Running"], true);
+    assert!(v["State"]["Pid"].as_u64().unwrap() > 0);
+    assert!(
+        v["A3s"]["Accelerator"].as_str().unwrap().starts_with("tcg")
+            || v["A3s"]["Accelerator"].as_str().unwrap().starts_with("kvm")
+    );
+
+    // Logs arrive and keep coming.
+    b.wait_for("web", 30, |_| {
+        stdout(&b.cli(&["logs", "web"])).contains("tick 2")
+    });
+    let tail = stdout(&b.cli(&["logs", "--tail", "1", "web"]));
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(stdout(&b.cli(&["logs", "-t", "web"]))
+        .lines()
+        .next()
+        .unwrap()
+        .contains("Z tick 0"));
+
+    let o = b.cli(&["stop", "-t", "1", "web"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = b.inspect(&id[..8]);
+    assert_eq!(status(&v), "exited");
+    assert!(!stdout(&b.cli(&["ps"])).contains("web"));
+    assert!(stdout(&b.cli(&["ps", "-a"])).contains("Exited"));
+    assert_eq!(
+        stdout(&b.cli(&["ps", "-aq", "--filter", "label=tier=front"])).trim(),
+        &id[..12]
+    );
+    assert!(stdout(&b.cli(&["ps", "-aq", "--filter", "status=running"]))
+        .trim()
+        .is_empty());
+
+    assert_eq!(b.cli(&["start", "web"]).status.code(), Some(0));
+    assert_eq!(status(&b.inspect("web")), "running");
+    let first_start = b.inspect("web")["State"]["StartedAt"].clone();
+    assert_eq!(b.cli(&["restart", "-t", "1", "web"]).status.code(), Some(0));
+    let v = b.inspect("web");
+    assert_eq!(status(&v), "running");
+    assert_ne!(v["State"]["StartedAt"], first_start);
+
+    let o = b.cli(&["rm", "web"]);
+    assert_eq!(o.status.code(), Some(125), "a running box needs -f");
+    assert!(stderr(&o).contains("rm -f"));
+    let vm_pid = b.inspect("web")["State"]["Pid"].as_u64().unwrap();
+    assert_eq!(b.cli(&["rm", "-f", "web"]).status.code(), Some(0));
+    assert!(stdout(&b.cli(&["ps", "-aq"])).trim().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_alive(vm_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_alive(vm_pid), "QEMU survived rm -f");
+    b.assert_no_boxes_left();
+}
+
+#[test]
+fn exit_codes_names_and_auto_remove() {
+    let b = TestHome::new();
+    let id = b.run_detached(&["--name", "once"], &["sh", "-c", "echo done; exit 3"]);
+    let o = b.cli(&["wait", "once"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stdout(&o).trim(), "3");
+    assert_eq!(b.inspect(&id)["State"]["ExitCode"], 3);
+    assert_eq!(stdout(&b.cli(&["logs", "once"])), "done\n");
+
+    // Duplicate names are refused, and nothing is created.
+    let o = b
+        .cmd()
+        .args(["run", "-d", "--name", "once", "--rootfs"])
+        .arg(common::rootfs())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    assert_eq!(stdout(&b.cli(&["ps", "-aq"])).lines().count(), 1);
+
+    // A command that does not exist fails `run -d` with 127.
+    let o = b
+        .cmd()
+        .args(["run", "-d", "--cpus", "1", "--rootfs"])
+        .arg(common::rootfs())
+        .args(["--", "no-such-program"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+
+    // --rm boxes leave nothing once they end.
+    let id = b.run_detached(&["--rm"], &["true"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.cli(&["inspect", &id]).status.success() {
+        assert!(Instant::now() < deadline, "--rm box still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An unknown signal name is an error; an ambiguous or unknown box too.
+    assert_eq!(
+        b.cli(&["kill", "-s", "BOGUS", "once"]).status.code(),
+        Some(125)
+    );
+    let o = b.cli(&["inspect", "nope"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("no such box"));
+}
+
+#[test]
+fn a_killed_shim_or_vm_is_reconciled_and_rm_f_cleans_up() {
+    let b = TestHome::new();
+    b.run_detached(&["--name", "s"], TICKER);
+    b.run_detached(&["--name", "q"], TICKER);
+    let s = b.inspect("s");
+    let shim = s["A3s"]["ShimPid"].as_u64().unwrap();
+    let vm = s["State"]["Pid"].as_u64().unwrap();
+    nix_kill(shim, 9);
+    let v = b.wait_for("s", 20, |v| status(v) == "exited");
+    assert_eq!(v["State"]["ExitCode"], 137);
+    assert!(
+        v["State"]["Error"].as_str().unwrap().contains("shim"),
+        "{v:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_alive(vm) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_alive(vm), "QEMU outlived its shim");
+
+    let q = b.inspect("q");
+    nix_kill(q["State"]["Pid"].as_u64().unwrap(), 9);
+    let v = b.wait_for("q", 20, |v| status(v) == "exited");
+    assert_eq!(v["State"]["ExitCode"], 137);
+    assert!(!v["State"]["Error"].as_str().unwrap().is_empty());
+
+    for name in ["s", "q"] {
+        assert_eq!(b.cli(&["rm", "-f", name]).status.code(), Some(0));
+    }
+    b.assert_no_boxes_left();
+}
+
+#[test]
+fn restart_policies() {
+    let b = TestHome::new();
+    b.run_detached(
+        &["--name", "flaky", "--restart", "on-failure:2"],
+        &["sh", "-c", "exit 1"],
+    );
+    let v = b.wait_for("flaky", 60, |v| {
+        status(v) == "exited" && v["RestartCount"] == 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = b.inspect("flaky");
+    assert_eq!(v2["RestartCount"], 2, "no restart after the limit: {v:#}");
+    assert_eq!(status(&v2), "exited");
+
+    b.run_detached(&["--name", "always", "--restart", "always"], TICKER);
+    let vm = b.inspect("always")["State"]["Pid"].as_u64().unwrap();
+    nix_kill(vm, 9);
+    let v = b.wait_for("always", 60, |v| {
+        status(v) == "running" && v["RestartCount"] == 1 && v["State"]["Pid"].as_u64() != Some(vm)
+    });
+    assert!(v["State"]["Pid"].as_u64().unwrap() > 0);
+    // A user stop ends an `always` box for good.
+    assert_eq!(b.cli(&["stop", "-t", "1", "always"]).status.code(), Some(0));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&b.inspect("always")), "exited");
+    b.cli(&["rm", "-f", "flaky", "always"]);
+}
+
+#[test]
+fn ten_boxes_start_in_parallel() {
+    let b = TestHome::new();
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let mut c = b.cmd();
+            c.args(["run", "-d", "--cpus", "1", "--memory", "128m", "--rootfs"])
+                .arg(common::rootfs())
+                .args(["--", "sleep", "60"]);
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    let mut ids: Vec<String> = handles
+        .into_iter()
+        .map(|h| {
+            let o = h.join().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            stdout(&o).trim().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    let o = b.cli(&["ps", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Names"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 10);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 10, "names must be distinct");
+    let mut rm = b.cmd();
+    rm.args(["rm", "-f"]).args(&ids);
+    assert_eq!(rm.output().unwrap().status.code(), Some(0));
+    b.assert_no_boxes_left();
+}
+
+fn nix_kill(pid: u64, sig: i32) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
