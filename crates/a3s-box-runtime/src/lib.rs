@@ -2,12 +2,14 @@
 //!
 //! - [`vmm`]: hypervisor backends (QEMU `microvm`) and accelerator choice;
 //! - [`guest`]: the host end of the guest protocol;
+//! - [`image`]: OCI references, registry client, image store, safe layer unpacking, image config;
 //! - [`rootfs`]: root filesystem images;
 //! - [`home`]: where state and boot assets live;
 //! - [`manager`]: the operations the CLI and SDK call.
 
 pub mod guest;
 pub mod home;
+pub mod image;
 pub mod manager;
 pub mod rootfs;
 pub mod state;

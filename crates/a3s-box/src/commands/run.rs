@@ -38,10 +38,7 @@ pub fn options(args: &RunArgs) -> Result<RunOptions> {
             "running images is not available yet: boot a root filesystem directory with --rootfs DIR"
         ),
     };
-    if args.args.is_empty() {
-        bail!("no command given: add -- CMD [ARGS...]");
-    }
-    Ok(RunOptions {
+    let options = RunOptions {
         rootfs_dir: rootfs,
         command: args.args.clone(),
         env: parse_env(&args.env)?,
@@ -57,7 +54,11 @@ pub fn options(args: &RunArgs) -> Result<RunOptions> {
         },
         hostname: args.hostname.clone(),
         debug: args.debug_guest,
-    })
+    };
+    if options.command.is_empty() {
+        bail!("no command given: add -- CMD [ARGS...]");
+    }
+    Ok(options)
 }
 
 /// `KEY=VALUE` labels.
