@@ -24,13 +24,24 @@ pub enum Command {
     /// Create a box without starting it.
     Create(RunArgs),
     /// Start stopped boxes.
-    Start(BoxesArgs),
+    Start(StartArgs),
     /// Stop running boxes (SIGTERM, then kill after -t seconds).
     Stop(StopArgs),
     /// Stop then start boxes.
     Restart(StopArgs),
     /// Send a signal to running boxes.
     Kill(KillArgs),
+    /// Stop the vCPUs of running boxes (memory is kept).
+    Pause(BoxesArgs),
+    /// Resume paused boxes.
+    Unpause(BoxesArgs),
+    /// Rename a box.
+    Rename(RenameArgs),
+    /// Remove all stopped boxes.
+    Prune(PruneArgs),
+    /// System-wide commands.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Remove boxes.
     Rm(RmArgs),
     /// List boxes.
@@ -107,6 +118,14 @@ pub struct RunArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+
+    /// Read environment variables from a file (KEY=VALUE lines, # comments).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Program to run instead of the first word of COMMAND.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
 
     /// Working directory inside the box.
     #[arg(short, long, value_name = "DIR")]
@@ -222,6 +241,9 @@ pub struct LogsArgs {
     /// Keep following the output.
     #[arg(short, long)]
     pub follow: bool,
+    /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
     /// Only the last N lines.
     #[arg(long)]
     pub tail: Option<usize>,
@@ -230,4 +252,39 @@ pub struct LogsArgs {
     pub timestamps: bool,
     /// The box.
     pub r#box: String,
+}
+
+/// `a3s-box start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the box's output and exit with its code.
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Boxes.
+    #[arg(required = true)]
+    pub boxes: Vec<String>,
+}
+
+/// `a3s-box rename`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The box.
+    pub r#box: String,
+    /// Its new name.
+    pub new_name: String,
+}
+
+/// `a3s-box prune` / `system prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation (there is none; accepted for Docker compatibility).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `a3s-box system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove stopped boxes and cached root images.
+    Prune(PruneArgs),
 }

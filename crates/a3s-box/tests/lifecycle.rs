@@ -250,3 +250,160 @@ fn nix_kill(pid: u64, sig: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn pause_unpause_rename_prune_and_attach() {
+    let b = TestHome::new();
+    b.run_detached(&["--name", "clock"], TICKER);
+    b.wait_for("clock", 30, |_| {
+        stdout(&b.cli(&["logs", "clock"])).contains("tick 1")
+    });
+    assert_eq!(b.cli(&["pause", "clock"]).status.code(), Some(0));
+    assert_eq!(status(&b.inspect("clock")), "paused");
+    assert!(stdout(&b.cli(&["ps"])).contains("(Paused)"));
+    let before = stdout(&b.cli(&["logs", "clock"])).lines().count();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        stdout(&b.cli(&["logs", "clock"])).lines().count(),
+        before,
+        "a paused VM ran"
+    );
+    assert_eq!(
+        b.cli(&["pause", "clock"]).status.code(),
+        Some(125),
+        "already paused"
+    );
+    assert_eq!(b.cli(&["unpause", "clock"]).status.code(), Some(0));
+    b.wait_for("clock", 30, |_| {
+        stdout(&b.cli(&["logs", "clock"])).lines().count() > before
+    });
+
+    assert_eq!(b.cli(&["rename", "clock", "ticker"]).status.code(), Some(0));
+    assert_eq!(b.inspect("ticker")["Name"], "ticker");
+    assert_eq!(b.cli(&["inspect", "clock"]).status.code(), Some(125));
+    let since = stdout(&b.cli(&["logs", "--since", "1s", "ticker"]));
+    assert!(since.lines().count() < stdout(&b.cli(&["logs", "ticker"])).lines().count());
+    assert_eq!(
+        b.cli(&["logs", "--since", "yesterday", "ticker"])
+            .status
+            .code(),
+        Some(125)
+    );
+
+    // start -a: output of the new run only, and its exit code.
+    let env_file = b.home.path().join("env");
+    std::fs::write(&env_file, "# settings\nA=from-file\nB=from-file\n").unwrap();
+    let mut c = b.cmd();
+    c.args([
+        "create",
+        "--name",
+        "job",
+        "--cpus",
+        "1",
+        "--memory",
+        "128m",
+        "--env-file",
+    ])
+    .arg(&env_file)
+    .args(["-e", "B=from-flag", "--entrypoint", "/bin/sh", "--rootfs"])
+    .arg(common::rootfs())
+    .args(["--", "-c", "echo $A $B; exit 5"]);
+    assert_eq!(c.output().unwrap().status.code(), Some(0));
+    assert_eq!(status(&b.inspect("job")), "created");
+    let o = b.cli(&["start", "-a", "job"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from-file from-flag\n");
+    let o = b.cli(&["start", "-a", "job"]);
+    assert_eq!(
+        stdout(&o),
+        "from-file from-flag\n",
+        "only the new run's output"
+    );
+
+    let o = b.cli(&["prune"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stdout(&o).contains(b.inspect("ticker")["Id"].as_str().unwrap()));
+    assert_eq!(
+        b.cli(&["inspect", "job"]).status.code(),
+        Some(125),
+        "pruned"
+    );
+    assert_eq!(
+        status(&b.inspect("ticker")),
+        "running",
+        "prune keeps running boxes"
+    );
+    b.cli(&["rm", "-f", "ticker"]);
+}
+
+#[test]
+fn logs_rotate_by_size() {
+    let b = TestHome::new();
+    let mut c = b.cmd();
+    c.env("A3S_BOX_LOG_MAX_BYTES", "20000")
+        .args([
+            "run", "-d", "--name", "chatty", "--cpus", "1", "--memory", "128m", "--rootfs",
+        ])
+        .arg(common::rootfs())
+        .args(["--", "seq", "1", "3000"]);
+    assert_eq!(c.output().unwrap().status.code(), Some(0));
+    assert_eq!(b.cli(&["wait", "chatty"]).status.code(), Some(0));
+    let dir = std::path::PathBuf::from(b.inspect("chatty")["A3s"]["Dir"].as_str().unwrap());
+    assert!(std::fs::metadata(dir.join("log.jsonl")).unwrap().len() <= 20000);
+    assert!(dir.join("log.jsonl.1").exists());
+    let logs = stdout(&b.cli(&["logs", "chatty"]));
+    assert!(logs.ends_with("2999\n3000\n"), "newest lines kept");
+    assert!(logs.len() < 3000 * 5, "older lines rotated away");
+    b.cli(&["rm", "chatty"]);
+}
+
+#[test]
+fn a_cli_killed_during_run_d_leaves_no_half_made_box() {
+    let b = TestHome::new();
+    for delay_ms in [5, 50, 300] {
+        let mut child = b
+            .cmd()
+            .args(["run", "-d", "--cpus", "1", "--memory", "128m", "--rootfs"])
+            .arg(common::rootfs())
+            .args(["--", "sleep", "60"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // Every box that exists is whole: it has a config and a sane state
+    // (the shim, once started, carries on without the CLI).
+    std::thread::sleep(Duration::from_secs(3));
+    let o = b.cli(&["ps", "-a", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        let state = row["State"].as_str().unwrap();
+        assert!(["created", "running", "exited"].contains(&state), "{row}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(b.home.path().join("boxes"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &leftovers {
+        assert!(
+            !name.starts_with(".new-"),
+            "half-made box left: {leftovers:?}"
+        );
+    }
+    let ids: Vec<String> = stdout(&b.cli(&["ps", "-aq"]))
+        .lines()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let mut rm = b.cmd();
+        rm.args(["rm", "-f"]).args(&ids);
+        assert_eq!(rm.output().unwrap().status.code(), Some(0));
+    }
+    b.assert_no_boxes_left();
+}

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use a3s_box_core::status::RestartPolicy;
+use a3s_box_core::status::{BoxStatus, RestartPolicy};
 use a3s_box_core::{BoxError, Result};
 
 use super::supervise::{ShimRequest, CONTROL_SOCKET};
@@ -187,6 +187,10 @@ impl BoxManager {
         if !record.state.status.is_active() || !shim_alive(&record.dir) {
             return Ok(());
         }
+        if record.state.status == BoxStatus::Paused {
+            // A paused guest cannot handle SIGTERM: resume it first.
+            self.unpause(record)?;
+        }
         self.control(
             record,
             &ShimRequest::Stop {
@@ -203,6 +207,9 @@ impl BoxManager {
                 "box {} is not running",
                 record.config.name
             )));
+        }
+        if record.state.status == BoxStatus::Paused {
+            self.unpause(record)?;
         }
         self.control(record, &ShimRequest::Signal(signal))
     }
@@ -243,12 +250,66 @@ impl BoxManager {
         self.store.remove(record)
     }
 
+    fn qmp(&self, record: &BoxRecord, command: &str) -> Result<()> {
+        let socket = record.dir.join(crate::vmm::qemu::cmdline::QMP_SOCKET);
+        crate::vmm::qemu::qmp::Qmp::connect(&socket)?.execute(command)?;
+        Ok(())
+    }
+
+    /// Pause: the VM's vCPUs stop; its memory stays.
+    pub fn pause(&self, record: &BoxRecord) -> Result<()> {
+        if record.state.status != BoxStatus::Running || !shim_alive(&record.dir) {
+            return Err(BoxError::Config(format!(
+                "box {} is {}: only a running box can be paused",
+                record.config.name, record.state.status
+            )));
+        }
+        self.qmp(record, "stop")?;
+        self.store
+            .update_dir(&record.dir, |s| s.status = BoxStatus::Paused)?;
+        Ok(())
+    }
+
+    /// Unpause: the vCPUs run again.
+    pub fn unpause(&self, record: &BoxRecord) -> Result<()> {
+        if record.state.status != BoxStatus::Paused || !shim_alive(&record.dir) {
+            return Err(BoxError::Config(format!(
+                "box {} is {}: it is not paused",
+                record.config.name, record.state.status
+            )));
+        }
+        self.qmp(record, "cont")?;
+        self.store.update_dir(&record.dir, |s| {
+            if s.status == BoxStatus::Paused {
+                s.status = BoxStatus::Running;
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Rename a box (the new name must be free).
+    pub fn rename(&self, record: &BoxRecord, new_name: &str) -> Result<()> {
+        self.store.rename(record, new_name)
+    }
+
+    /// Remove every box that is not active; the ids removed.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for record in self.store.list()? {
+            if record.state.status.can_remove() {
+                self.store.remove(&record)?;
+                removed.push(record.config.id);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Wait for a box to stop; its exit code.
     pub fn wait(&self, key: &str) -> Result<i32> {
         loop {
             let record = self.store.get(key)?;
             if !record.state.status.is_active() && record.state.status.can_start() {
-                if record.state.status == a3s_box_core::status::BoxStatus::Created {
+                if record.state.status == BoxStatus::Created {
                     std::thread::sleep(POLL);
                     continue;
                 }

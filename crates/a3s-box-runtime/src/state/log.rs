@@ -21,11 +21,28 @@ pub struct LogLine {
     pub time: String,
 }
 
-/// Appends output to a box log, a line per record.
+/// Appends output to a box log, a line per record. When the log passes
+/// its size limit it is renamed to `<log>.1` (replacing the previous one)
+/// and a new log begins, so a box keeps at most about twice the limit.
 #[derive(Debug)]
 pub struct LogWriter {
     file: File,
+    path: std::path::PathBuf,
+    written: u64,
+    max_bytes: u64,
     partial: [Vec<u8>; 2],
+}
+
+/// Default size at which a box log is rotated.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
+/// Environment variable overriding [`DEFAULT_LOG_MAX_BYTES`].
+pub const ENV_LOG_MAX_BYTES: &str = "A3S_BOX_LOG_MAX_BYTES";
+
+/// The rotated log beside `path`.
+pub fn rotated(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    name.into()
 }
 
 /// Longest partial line kept before it is written out as is.
@@ -39,8 +56,15 @@ impl LogWriter {
             .append(true)
             .open(path)
             .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
+        let max_bytes = std::env::var(ENV_LOG_MAX_BYTES)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_LOG_MAX_BYTES);
         Ok(LogWriter {
+            written: file.metadata().map(|m| m.len()).unwrap_or(0),
             file,
+            path: path.to_path_buf(),
+            max_bytes,
             partial: [Vec::new(), Vec::new()],
         })
     }
@@ -58,7 +82,22 @@ impl LogWriter {
         };
         if let Ok(mut json) = serde_json::to_vec(&record) {
             json.push(b'\n');
-            let _ = self.file.write_all(&json);
+            if self.written > 0 && self.written + json.len() as u64 > self.max_bytes {
+                self.rotate();
+            }
+            if self.file.write_all(&json).is_ok() {
+                self.written += json.len() as u64;
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        if std::fs::rename(&self.path, rotated(&self.path)).is_err() {
+            return;
+        }
+        if let Ok(file) = File::options().create(true).append(true).open(&self.path) {
+            self.file = file;
+            self.written = 0;
         }
     }
 
@@ -92,8 +131,14 @@ impl LogWriter {
     }
 }
 
-/// Read every line of a log (missing log: none).
+/// Read every line of a log, its rotated part first (missing log: none).
 pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
+    let mut lines = read_one(&rotated(path))?;
+    lines.extend(read_one(path)?);
+    Ok(lines)
+}
+
+fn read_one(path: &Path) -> Result<Vec<LogLine>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -109,6 +154,27 @@ pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotates_by_size_and_reads_both_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.jsonl");
+        let mut w = LogWriter::open(&p).unwrap();
+        w.max_bytes = 400;
+        for i in 0..20 {
+            w.write(StdStream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        assert!(rotated(&p).exists());
+        assert!(std::fs::metadata(&p).unwrap().len() <= 400);
+        let lines = read_log(&p).unwrap();
+        // The oldest lines went with an earlier rotation; the newest are all there, in order.
+        assert_eq!(lines.last().unwrap().log, "line 19\n");
+        let nums: Vec<u32> = lines
+            .iter()
+            .map(|l| l.log.trim().trim_start_matches("line ").parse().unwrap())
+            .collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    }
 
     #[test]
     fn splits_lines_per_stream_and_flushes_partials() {

@@ -355,6 +355,25 @@ impl BoxStore {
         Ok(state)
     }
 
+    /// Give a box a new, unused name.
+    pub fn rename(&self, record: &BoxRecord, new_name: &str) -> Result<()> {
+        names::validate(new_name)?;
+        let _guard = self.store_lock()?;
+        if self
+            .list_unlocked()?
+            .iter()
+            .any(|r| r.config.name == new_name)
+        {
+            return Err(BoxError::Config(format!(
+                "the name {new_name:?} is already in use by another box"
+            )));
+        }
+        let _box = lock(&record.dir.join(BOX_LOCK), FlockArg::LockExclusive)?;
+        let mut config: BoxConfig = files::read_json(&record.dir.join(CONFIG_FILE))?;
+        config.name = new_name.to_string();
+        files::write_json(&record.dir.join(CONFIG_FILE), &config)
+    }
+
     /// Remove a box's directory (the caller has made sure nothing runs).
     pub fn remove(&self, record: &BoxRecord) -> Result<()> {
         let _guard = self.store_lock()?;

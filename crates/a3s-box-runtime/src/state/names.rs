@@ -57,7 +57,10 @@ mod tests {
     fn generated_names_avoid_taken_ones() {
         let first = generate("00aa", &[]);
         assert_eq!(first, "brave_noether");
-        assert_eq!(generate("00aa", std::slice::from_ref(&first)), "brave_noether2");
+        assert_eq!(
+            generate("00aa", std::slice::from_ref(&first)),
+            "brave_noether2"
+        );
         validate(&first).unwrap();
     }
 }

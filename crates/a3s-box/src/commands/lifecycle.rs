@@ -6,7 +6,7 @@ use a3s_box_runtime::home::Home;
 use a3s_box_runtime::manager::BoxManager;
 use anyhow::{bail, Result};
 
-use crate::cli::{BoxesArgs, KillArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{BoxesArgs, KillArgs, RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs};
 
 fn manager() -> Result<BoxManager> {
     Ok(BoxManager::new(&Home::from_env()?))
@@ -32,9 +32,21 @@ pub fn create(args: RunArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `start`.
-pub fn start(args: BoxesArgs) -> Result<u8> {
+/// `start` (`-a`: follow the box's output and exit with its code).
+pub fn start(args: StartArgs) -> Result<u8> {
     let manager = manager()?;
+    if args.attach {
+        let [key] = args.boxes.as_slice() else {
+            bail!("start -a takes exactly one box");
+        };
+        let record = manager.store().get(key)?;
+        if let Err(failed) = manager.start(&record)? {
+            eprintln!("a3s-box: {}", failed.reason);
+            return Ok(u8::try_from(failed.code).unwrap_or(super::EXIT_BOX_ERROR));
+        }
+        let code = super::logs::follow_until_exit(&manager, &record.config.id, true)?;
+        return Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(super::EXIT_BOX_ERROR));
+    }
     each(&args.boxes, |key| {
         let record = manager.store().get(key)?;
         if let Err(failed) = manager.start(&record)? {
@@ -93,6 +105,69 @@ fn parse_signal_strict(text: &str) -> Result<i32> {
         bail!("invalid signal {text:?}: use a name such as TERM, KILL, HUP, INT or a number 1-64");
     }
     Ok(n)
+}
+
+/// `pause`.
+pub fn pause(args: BoxesArgs) -> Result<u8> {
+    let manager = manager()?;
+    each(&args.boxes, |key| {
+        manager.pause(&manager.store().get(key)?)?;
+        println!("{key}");
+        Ok(())
+    })
+}
+
+/// `unpause`.
+pub fn unpause(args: BoxesArgs) -> Result<u8> {
+    let manager = manager()?;
+    each(&args.boxes, |key| {
+        manager.unpause(&manager.store().get(key)?)?;
+        println!("{key}");
+        Ok(())
+    })
+}
+
+/// `rename`.
+pub fn rename(args: RenameArgs) -> Result<u8> {
+    let manager = manager()?;
+    let record = manager.store().get(&args.r#box)?;
+    manager.rename(&record, &args.new_name)?;
+    Ok(0)
+}
+
+/// `prune` (and, with `system`, the cached root images too).
+pub fn prune(system: bool) -> Result<u8> {
+    let home = Home::from_env()?;
+    let manager = BoxManager::new(&home);
+    let removed = manager.prune()?;
+    println!("Deleted boxes:");
+    for id in &removed {
+        println!("{id}");
+    }
+    if system {
+        let cache = home.rootfs_cache_dir();
+        let bytes = dir_bytes(&cache);
+        if cache.exists() {
+            std::fs::remove_dir_all(&cache)?;
+        }
+        println!(
+            "Total reclaimed space from root image cache: {:.1} MiB",
+            bytes as f64 / 1048576.0
+        );
+    }
+    Ok(0)
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| if m.is_dir() { 0 } else { m.len() })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// `rm`.

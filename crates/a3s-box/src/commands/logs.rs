@@ -2,13 +2,15 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use a3s_box_core::time::parse_rfc3339;
 
 use a3s_box_runtime::home::Home;
 use a3s_box_runtime::manager::BoxManager;
 use a3s_box_runtime::state::log::{read_log, LogLine};
 use a3s_box_runtime::state::LOG_FILE;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::cli::LogsArgs;
 
@@ -51,6 +53,13 @@ impl Follower {
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
         }
+        // Rotated under us: the log now at the path is a new, shorter file.
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            self.file = File::open(&self.path).ok();
+            self.offset = 0;
+            self.partial.clear();
+        }
         let Some(file) = self.file.as_mut() else {
             return Vec::new();
         };
@@ -71,12 +80,31 @@ impl Follower {
     }
 }
 
+/// `--since`: RFC 3339, or a duration ago (`10s`, `5m`, `2h`).
+fn parse_since(text: &str) -> Result<SystemTime> {
+    if let Some(t) = parse_rfc3339(text) {
+        return Ok(t);
+    }
+    let (num, unit) = text.split_at(text.len().saturating_sub(1));
+    let secs: u64 = match (num.parse::<u64>(), unit) {
+        (Ok(n), "s") => n,
+        (Ok(n), "m") => n * 60,
+        (Ok(n), "h") => n * 3600,
+        _ => bail!("invalid --since {text:?}: use an RFC 3339 time or a duration like 10s, 5m, 2h"),
+    };
+    Ok(SystemTime::now() - Duration::from_secs(secs))
+}
+
 /// `logs`.
 pub fn logs(args: LogsArgs) -> Result<u8> {
     let manager = BoxManager::new(&Home::from_env()?);
     let record = manager.store().get(&args.r#box)?;
     let path = record.dir.join(LOG_FILE);
-    let lines = read_log(&path)?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let lines: Vec<LogLine> = read_log(&path)?
+        .into_iter()
+        .filter(|l| since.is_none_or(|t| parse_rfc3339(&l.time).is_some_and(|lt| lt >= t)))
+        .collect();
     let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
     for line in &lines[skip..] {
         print(line, args.timestamps);
@@ -112,11 +140,16 @@ fn follow(manager: &BoxManager, id: &str, mut f: Follower, timestamps: bool) -> 
     }
 }
 
-/// Stream a box's output from the start until it stops; its exit code.
-pub fn follow_until_exit(manager: &BoxManager, id: &str) -> Result<i32> {
+/// Stream a box's output until it stops; its exit code. With `from_end`,
+/// only output written from now on (for a box that ran before).
+pub fn follow_until_exit(manager: &BoxManager, id: &str, from_end: bool) -> Result<i32> {
     let record = manager.store().get(id)?;
     let path = record.dir.join(LOG_FILE);
-    follow(manager, id, Follower::new(path, 0), false)?;
+    let offset = match from_end {
+        true => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        false => 0,
+    };
+    follow(manager, id, Follower::new(path, offset), false)?;
     Ok(manager
         .store()
         .get(id)

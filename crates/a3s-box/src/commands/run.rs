@@ -30,6 +30,23 @@ fn parse_env(items: &[String]) -> Result<Vec<(String, String)>> {
     Ok(env)
 }
 
+/// `--env-file` files, then `-e` (later settings win, as in Docker).
+fn env_from(args: &RunArgs) -> Result<Vec<(String, String)>> {
+    let mut items = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+        items.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    items.extend(args.env.iter().cloned());
+    parse_env(&items)
+}
+
 /// Turn `run`/`create` flags into the box's options.
 pub fn options(args: &RunArgs) -> Result<RunOptions> {
     let rootfs = match &args.rootfs {
@@ -40,8 +57,8 @@ pub fn options(args: &RunArgs) -> Result<RunOptions> {
     };
     let options = RunOptions {
         rootfs_dir: rootfs,
-        command: args.args.clone(),
-        env: parse_env(&args.env)?,
+        command: args.entrypoint.iter().chain(&args.args).cloned().collect(),
+        env: env_from(args)?,
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         vcpus: args.cpus,
@@ -112,34 +129,33 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         println!("{}", record.config.id);
         return Ok(0);
     }
-    super::logs::follow_until_exit(&manager, &record.config.id)
+    forward_signals(&manager, &record.config.id);
+    let id = record.config.id.clone();
+    tokio::task::spawn_blocking(move || super::logs::follow_until_exit(&manager, &id, false))
+        .await?
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_items_parse_like_docker() {
-        std::env::set_var("A3S_TEST_COPIED", "yes");
-        let env = parse_env(&[
-            "A=1".into(),
-            "B=x=y".into(),
-            "EMPTY=".into(),
-            "A3S_TEST_COPIED".into(),
-            "A3S_TEST_UNSET_VAR".into(),
-        ])
-        .unwrap();
-        assert_eq!(
-            env,
-            [
-                ("A", "1"),
-                ("B", "x=y"),
-                ("EMPTY", ""),
-                ("A3S_TEST_COPIED", "yes")
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-        );
-        assert!(parse_env(&["=v".into()]).is_err());
+/// Forward INT, TERM, HUP and QUIT to the box while its output is followed,
+/// as `docker run` does.
+fn forward_signals(manager: &BoxManager, id: &str) {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (num, kind) in [
+        ("INT", SignalKind::interrupt()),
+        ("TERM", SignalKind::terminate()),
+        ("HUP", SignalKind::hangup()),
+        ("QUIT", SignalKind::quit()),
+    ] {
+        let num = a3s_box_core::parse_signal_name(num);
+        let Ok(mut stream) = signal(kind) else {
+            continue;
+        };
+        let (manager, id) = (manager.clone(), id.to_string());
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if let Ok(record) = manager.store().get(&id) {
+                    let _ = manager.kill(&record, num);
+                }
+            }
+        });
     }
 }

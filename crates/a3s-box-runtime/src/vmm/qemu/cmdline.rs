@@ -61,6 +61,14 @@ fn path_arg(what: &str, path: &Path) -> Result<String, BoxError> {
     Ok(text.replace(',', ",,"))
 }
 
+/// QEMU's QMP socket: beside the exec socket.
+pub fn qmp_socket(spec: &InstanceSpec) -> PathBuf {
+    spec.exec_socket_path.with_file_name(QMP_SOCKET)
+}
+
+/// File name of the QMP socket in a box directory.
+pub const QMP_SOCKET: &str = "qmp.sock";
+
 /// Build the QEMU command line that runs `spec`.
 ///
 /// The root filesystem (`spec.rootfs_path`) is attached read-only as the
@@ -136,6 +144,11 @@ pub fn build(config: &QemuConfig, spec: &InstanceSpec) -> Result<QemuArgs, BoxEr
         ),
         "-device".into(),
         format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+        "-qmp".into(),
+        format!(
+            "unix:{},server=on,wait=off",
+            path_arg("QMP socket", &qmp_socket(spec))?
+        ),
     ]);
     Ok(QemuArgs {
         program: config.binary.clone(),
@@ -182,7 +195,8 @@ mod tests {
              -device virtio-blk-device,drive=root -device virtio-rng-device \
              -device virtio-serial-device,max_ports=2 \
              -chardev socket,id=agent,path=/boxes/b/agent.sock,server=on,wait=off \
-             -device virtserialport,chardev=agent,name=a3s.agent"
+             -device virtserialport,chardev=agent,name=a3s.agent \
+             -qmp unix:/boxes/b/qmp.sock,server=on,wait=off"
         );
         assert_eq!(q.args.join(" "), expected);
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`cmdline`] turns a spec into QEMU arguments (pure, snapshot-tested);
 //! - [`process`] owns a running QEMU and implements [`VmHandler`];
-//! - [`provider`] implements [`VmmProvider`].
+//! - [`provider`] implements [`VmmProvider`];
+//! - [`qmp`] talks to a running QEMU (pause, resume).
 //!
 //! [`VmHandler`]: a3s_box_core::VmHandler
 //! [`VmmProvider`]: a3s_box_core::VmmProvider
@@ -10,6 +11,7 @@
 pub mod cmdline;
 pub mod process;
 pub mod provider;
+pub mod qmp;
 
 pub use cmdline::{QemuArgs, QemuConfig};
 pub use process::QemuHandler;
