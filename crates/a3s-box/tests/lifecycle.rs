@@ -147,7 +147,7 @@ fn a_killed_shim_or_vm_is_reconciled_and_rm_f_cleans_up() {
     let s = b.inspect("s");
     let shim = s["A3s"]["ShimPid"].as_u64().unwrap();
     let vm = s["State"]["Pid"].as_u64().unwrap();
-    nix_kill(shim, 9);
+    common::send_signal(shim, 9);
     let v = b.wait_for("s", 20, |v| status(v) == "exited");
     assert_eq!(v["State"]["ExitCode"], 137);
     assert!(
@@ -161,7 +161,7 @@ fn a_killed_shim_or_vm_is_reconciled_and_rm_f_cleans_up() {
     assert!(!pid_alive(vm), "QEMU outlived its shim");
 
     let q = b.inspect("q");
-    nix_kill(q["State"]["Pid"].as_u64().unwrap(), 9);
+    common::send_signal(q["State"]["Pid"].as_u64().unwrap(), 9);
     let v = b.wait_for("q", 20, |v| status(v) == "exited");
     assert_eq!(v["State"]["ExitCode"], 137);
     assert!(!v["State"]["Error"].as_str().unwrap().is_empty());
@@ -189,7 +189,7 @@ fn restart_policies() {
 
     b.run_detached(&["--name", "always", "--restart", "always"], TICKER);
     let vm = b.inspect("always")["State"]["Pid"].as_u64().unwrap();
-    nix_kill(vm, 9);
+    common::send_signal(vm, 9);
     let v = b.wait_for("always", 60, |v| {
         status(v) == "running" && v["RestartCount"] == 1 && v["State"]["Pid"].as_u64() != Some(vm)
     });
@@ -240,15 +240,6 @@ fn ten_boxes_start_in_parallel() {
     rm.args(["rm", "-f"]).args(&ids);
     assert_eq!(rm.output().unwrap().status.code(), Some(0));
     b.assert_no_boxes_left();
-}
-
-fn nix_kill(pid: u64, sig: i32) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]

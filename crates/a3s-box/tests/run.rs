@@ -243,9 +243,7 @@ fn a_kernel_panic_is_reported_with_the_console_not_a_hang() {
 fn sigterm_to_the_cli_reaches_the_workload() {
     let b = TestHome::new();
     let mut child = b
-        .cmd()
-        .args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
-        .arg(common::rootfs())
+        .foreground()
         .args([
             "--",
             "sh",
@@ -260,7 +258,7 @@ fn sigterm_to_the_cli_reaches_the_workload() {
     let mut first = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut first).unwrap();
     assert_eq!(&first, b"ready\n");
-    nix_kill(child.id(), 15);
+    common::send_signal(child.id().into(), 15);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -268,22 +266,11 @@ fn sigterm_to_the_cli_reaches_the_workload() {
     assert_eq!(status.code(), Some(42));
 }
 
-fn nix_kill(pid: u32, sig: i32) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn a_killed_cli_takes_its_vm_along_and_leaves_no_debris() {
     let b = TestHome::new();
     let mut child = b
-        .cmd()
-        .args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
-        .arg(common::rootfs())
+        .foreground()
         .args(["--", "sh", "-c", "echo ready; sleep 60"])
         .stdout(Stdio::piped())
         .spawn()

@@ -384,3 +384,91 @@ impl BoxStore {
             .map_err(|e| BoxError::io(format!("remove {}", tomb.display()), e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> RunOptions {
+        RunOptions {
+            rootfs_dir: "/r".into(),
+            command: vec!["true".into()],
+            env: vec![],
+            workdir: None,
+            user: None,
+            vcpus: 1,
+            memory_mib: 128,
+            kernel: None,
+            accel: "auto".into(),
+            hostname: None,
+            debug: false,
+        }
+    }
+
+    fn create(store: &BoxStore, id: &str, name: Option<&str>) -> Result<BoxRecord> {
+        store.create(
+            id.repeat(64 / id.len()),
+            name.map(String::from),
+            options(),
+            BTreeMap::new(),
+            RestartPolicy::No,
+            false,
+        )
+    }
+
+    #[test]
+    fn ids_names_and_prefixes_resolve_or_fail_clearly() {
+        let home = tempfile::tempdir().unwrap();
+        let store = BoxStore::new(&Home::at(home.path()));
+        let a = create(&store, "ab12", Some("web")).unwrap();
+        let b = create(&store, "ab34", None).unwrap();
+        assert_eq!(store.get("web").unwrap().config.id, a.config.id);
+        assert_eq!(store.get(&b.config.name).unwrap().config.id, b.config.id);
+        assert_eq!(store.get("ab12").unwrap().config.id, a.config.id);
+        let err = store.get("ab").unwrap_err().to_string();
+        assert!(
+            err.contains("ambiguous")
+                && err.contains("ab12ab12ab12")
+                && err.contains("ab34ab34ab34"),
+            "{err}"
+        );
+        assert!(store
+            .get("ffff")
+            .unwrap_err()
+            .to_string()
+            .contains("no such box"));
+        let dup = create(&store, "cd56", Some("web")).unwrap_err().to_string();
+        assert!(dup.contains("already in use"), "{dup}");
+        assert_eq!(
+            store.list().unwrap().len(),
+            2,
+            "a refused create leaves nothing"
+        );
+        assert!(create(&store, "ef78", Some("bad name")).is_err());
+    }
+
+    #[test]
+    fn state_updates_are_atomic_and_reconciled_without_a_shim() {
+        let home = tempfile::tempdir().unwrap();
+        let store = BoxStore::new(&Home::at(home.path()));
+        let r = create(&store, "0123", Some("x")).unwrap();
+        store
+            .update_dir(&r.dir, |s| {
+                s.status = BoxStatus::Running;
+                s.shim_pid = Some(1);
+            })
+            .unwrap();
+        // Nobody holds the shim lock: the next read records the box as exited.
+        let r = store.get("x").unwrap();
+        assert_eq!(r.state.status, BoxStatus::Exited);
+        assert!(r.state.error.as_deref().unwrap().contains("shim"));
+        let leftovers: Vec<_> = std::fs::read_dir(&r.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        store.remove(&r).unwrap();
+        assert!(store.list().unwrap().is_empty());
+    }
+}

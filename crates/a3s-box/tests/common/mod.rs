@@ -140,3 +140,23 @@ impl TestHome {
         }
     }
 }
+
+/// `kill -SIG PID`.
+pub fn send_signal(pid: u64, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+impl TestHome {
+    /// `a3s-box run --rm --cpus 1 --memory 256m --rootfs R` (add `--` and the command).
+    pub fn foreground(&self) -> Command {
+        let mut c = self.cmd();
+        c.args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
+            .arg(rootfs());
+        c
+    }
+}
