@@ -323,3 +323,44 @@ fn both_root_image_formats_boot() {
         );
     }
 }
+
+#[test]
+fn a_guest_that_never_becomes_ready_times_out_with_the_console() {
+    let b = TestHome::new();
+    // An init that prints and then hangs: the guest never says hello.
+    let dir = b.home.path().join("hang");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("init.c"),
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void){puts(\"stuck-init-here\");fflush(stdout);for(;;)pause();}\n",
+    )
+    .unwrap();
+    let script =
+        "gcc -O2 -static -o init init.c && echo init | cpio -o -H newc --quiet > hang.cpio";
+    let built = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(
+        built.success(),
+        "building the hanging init needs gcc and cpio (make setup)"
+    );
+    let start = Instant::now();
+    let o = b
+        .foreground()
+        .env("A3S_BOX_INITRAMFS", dir.join("hang.cpio"))
+        .env("A3S_BOX_BOOT_TIMEOUT_SECS", "8")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = stderr(&o);
+    assert!(err.contains("did not become ready within 8s"), "{err}");
+    assert!(
+        err.contains("stuck-init-here"),
+        "console tail missing: {err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(40));
+    b.assert_no_boxes_left();
+}
