@@ -56,6 +56,9 @@ pub enum Command {
     Info(InfoArgs),
     /// Show the version.
     Version(VersionArgs),
+    /// Image verbs: pull, images, rmi, tag, image, image-inspect, history, login, logout.
+    #[command(flatten)]
+    Image(crate::cli_image::ImageCommand),
 }
 
 /// Output format of query commands.
@@ -103,6 +106,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "no")]
     pub restart: String,
 
+    /// When to pull the image: always, missing, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+
     /// Root filesystem directory to boot (instead of an image); never modified.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
@@ -146,7 +153,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub vm: VmArgs,
 
-    /// IMAGE and COMMAND [ARG...]; with --rootfs, only COMMAND [ARG...].
+    /// IMAGE [COMMAND [ARG...]]; with --rootfs, only COMMAND [ARG...].
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,

@@ -1,6 +1,7 @@
 //! The `a3s-box` command.
 
 mod cli;
+mod cli_image;
 mod commands;
 
 use std::process::ExitCode;
@@ -43,13 +44,10 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let code = rt.block_on(commands::run::run(args))?;
+            let code = block_on(commands::run::run(args))??;
             Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(EXIT_BOX_ERROR))
         }
-        Command::Create(args) => commands::lifecycle::create(args),
+        Command::Create(args) => block_on(commands::lifecycle::create(args))?,
         Command::Start(args) => commands::lifecycle::start(args),
         Command::Stop(args) => commands::lifecycle::stop(args),
         Command::Restart(args) => commands::lifecycle::restart(args),
@@ -65,11 +63,19 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Ps(args) => commands::ps::ps(args),
         Command::Logs(args) => commands::logs::logs(args),
         Command::Info(args) => commands::info::run(args).map(|_| 0),
+        Command::Image(command) => commands::image::dispatch(command),
         Command::Version(args) => {
             commands::version::run(args);
             Ok(0)
         }
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }
 
 /// One line with the cause chain; the VM console tail after it when we have one.

@@ -1,12 +1,17 @@
 //! The public API of the runtime: what the CLI (and later the SDK) call.
 
 mod boxes;
+mod images;
 mod info;
 mod run;
 mod supervise;
 mod vm;
 
 pub use boxes::{BoxManager, StartError};
+pub use images::{
+    human_size, short_name, HistoryEntry, ImageError, ImageManager, ImageSummary, PruneReport,
+    PullPolicy, Removed, ResolvedImage, AUTH_FILE, ENV_INSECURE_REGISTRIES,
+};
 pub use info::{info, Info};
 pub use run::run_foreground;
 pub use supervise::{supervise, ShimRequest, CONTROL_SOCKET};

@@ -39,6 +39,9 @@ pub const EXIT_KILLED: i32 = 128 + 9;
 pub struct RunOptions {
     /// Root filesystem directory on the host (never modified).
     pub rootfs_dir: PathBuf,
+    /// The image reference the root came from, when it came from one.
+    #[serde(default)]
+    pub image: Option<String>,
     /// Program and arguments.
     pub command: Vec<String>,
     /// Environment.

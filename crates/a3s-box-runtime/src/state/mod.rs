@@ -392,6 +392,7 @@ mod tests {
     fn options() -> RunOptions {
         RunOptions {
             rootfs_dir: "/r".into(),
+            image: None,
             command: vec!["true".into()],
             env: vec![],
             workdir: None,

@@ -25,9 +25,9 @@ fn each(boxes: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<u8> 
 }
 
 /// `create`: print the new id.
-pub fn create(args: RunArgs) -> Result<u8> {
+pub async fn create(args: RunArgs) -> Result<u8> {
     let manager = manager()?;
-    let record = super::run::create(&manager, &args)?;
+    let record = super::run::create(&manager, &args).await?;
     println!("{}", record.config.id);
     Ok(0)
 }
@@ -154,6 +154,13 @@ pub fn prune(system: bool) -> Result<u8> {
             "Total reclaimed space from root image cache: {:.1} MiB",
             bytes as f64 / 1048576.0
         );
+        let report = a3s_box_runtime::manager::ImageManager::new(&home)?.prune()?;
+        println!(
+            "Unused images: {} blobs ({:.1} MiB) and {} unpacked roots removed",
+            report.blobs,
+            report.bytes as f64 / 1048576.0,
+            report.rootfs_dirs
+        );
     }
     Ok(0)
 }
@@ -223,7 +230,8 @@ pub fn inspect(args: BoxesArgs) -> Result<u8> {
             },
             "RestartCount": s.restart_count,
             "Config": {
-                "Image": c.options.rootfs_dir,
+                "Image": super::ps::image_of(&r),
+                "Rootfs": c.options.rootfs_dir,
                 "Cmd": c.options.command,
                 "Env": env,
                 "WorkingDir": c.options.workdir.clone().unwrap_or_default(),

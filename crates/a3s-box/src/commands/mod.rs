@@ -1,5 +1,6 @@
 //! One module per verb: parse → runtime call → render.
 
+pub mod image;
 pub mod info;
 pub mod lifecycle;
 pub mod logs;

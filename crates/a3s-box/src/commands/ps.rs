@@ -82,6 +82,14 @@ fn status_text(r: &BoxRecord) -> String {
     }
 }
 
+/// The image reference, or the root directory for `--rootfs` boxes.
+pub fn image_of(r: &BoxRecord) -> String {
+    match &r.config.options.image {
+        Some(image) => image.clone(),
+        None => r.config.options.rootfs_dir.display().to_string(),
+    }
+}
+
 /// `ps`.
 pub fn ps(args: PsArgs) -> Result<u8> {
     let filters: Vec<Filter> = args
@@ -117,7 +125,7 @@ pub fn ps(args: PsArgs) -> Result<u8> {
                 serde_json::json!({
                     "ID": r.config.id,
                     "Names": r.config.name,
-                    "Image": r.config.options.rootfs_dir,
+                    "Image": image_of(r),
                     "Command": r.config.options.command.join(" "),
                     "CreatedAt": r.config.created,
                     "State": r.state.status,
@@ -132,11 +140,11 @@ pub fn ps(args: PsArgs) -> Result<u8> {
     }
     println!(
         "{:<12}  {:<24}  {:<22}  {:<16}  {:<26}  NAMES",
-        "BOX ID", "ROOTFS", "COMMAND", "CREATED", "STATUS"
+        "BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
     );
     for r in &records {
         let cmd = format!("\"{}\"", r.config.options.command.join(" "));
-        let rootfs = r.config.options.rootfs_dir.display().to_string();
+        let rootfs = image_of(r);
         let trunc = |s: &str, n: usize| {
             if args.no_trunc || s.chars().count() <= n {
                 s.to_string()

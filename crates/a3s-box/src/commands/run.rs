@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use a3s_box_core::status::RestartPolicy;
 use a3s_box_core::units::parse_memory_mib;
 use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::{run_foreground, BoxManager, RunOptions};
+use a3s_box_runtime::image::config::RunOverrides;
+use a3s_box_runtime::manager::{run_foreground, BoxManager, PullPolicy, RunOptions};
 use a3s_box_runtime::state::BoxRecord;
 use a3s_box_runtime::vmm::AccelChoice;
 use anyhow::{bail, Result};
@@ -47,28 +48,82 @@ fn env_from(args: &RunArgs) -> Result<Vec<(String, String)>> {
     parse_env(&items)
 }
 
-/// Turn `run`/`create` flags into the box's options.
-pub fn options(args: &RunArgs) -> Result<RunOptions> {
-    let rootfs = match &args.rootfs {
-        Some(dir) => std::path::absolute(dir)?,
-        None => bail!(
-            "running images is not available yet: boot a root filesystem directory with --rootfs DIR"
-        ),
+/// What the box boots and runs: a root directory and a process.
+struct Root {
+    dir: std::path::PathBuf,
+    image: Option<String>,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    workdir: Option<String>,
+    user: Option<String>,
+}
+
+/// `--rootfs DIR -- CMD...`, or `IMAGE [CMD...]` merged with the image's
+/// config as Docker does (pulled per `--pull`).
+async fn root(args: &RunArgs, env: Vec<(String, String)>) -> Result<Root> {
+    if let Some(dir) = &args.rootfs {
+        return Ok(Root {
+            dir: std::path::absolute(dir)?,
+            image: None,
+            command: args.entrypoint.iter().chain(&args.args).cloned().collect(),
+            env,
+            workdir: args.workdir.clone(),
+            user: args.user.clone(),
+        });
+    }
+    let Some((image, rest)) = args.args.split_first() else {
+        bail!("no image given: a3s-box run [OPTIONS] IMAGE [COMMAND] [ARG...], or --rootfs DIR -- COMMAND");
     };
-    let options = RunOptions {
-        rootfs_dir: rootfs,
-        command: args.entrypoint.iter().chain(&args.args).cloned().collect(),
-        env: env_from(args)?,
-        workdir: args.workdir.clone(),
+    let overrides = RunOverrides {
+        entrypoint: args.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            }
+        }),
+        args: rest.to_vec(),
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: args.workdir.clone(),
         user: args.user.clone(),
+    };
+    let policy: PullPolicy = args.pull.parse()?;
+    let (dir, spec) = super::image::resolve_for_run(image, policy, overrides).await?;
+    Ok(Root {
+        dir,
+        image: Some(image.clone()),
+        command: spec.argv,
+        env: spec
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect(),
+        workdir: Some(spec.working_dir),
+        user: (!spec.user.is_empty()).then_some(spec.user),
+    })
+}
+
+/// Turn `run`/`create` flags into the box's options.
+pub async fn options(args: &RunArgs) -> Result<RunOptions> {
+    // Flags first: a bad flag is refused before anything is pulled.
+    let memory_mib = parse_memory_mib(&args.memory)?;
+    args.vm.accel.parse::<AccelChoice>()?;
+    let env = env_from(args)?;
+    let root = root(args, env).await?;
+    let options = RunOptions {
+        rootfs_dir: root.dir,
+        image: root.image,
+        command: root.command,
+        env: root.env,
+        workdir: root.workdir,
+        user: root.user,
         vcpus: args.cpus,
-        memory_mib: parse_memory_mib(&args.memory)?,
+        memory_mib,
         kernel: args.vm.kernel.clone(),
-        accel: {
-            // Refuse a bad --accel before anything is created.
-            args.vm.accel.parse::<AccelChoice>()?;
-            args.vm.accel.clone()
-        },
+        accel: args.vm.accel.clone(),
         hostname: args.hostname.clone(),
         debug: args.debug_guest,
     };
@@ -92,13 +147,13 @@ pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 /// Record a box from `run`/`create` flags.
-pub fn create(manager: &BoxManager, args: &RunArgs) -> Result<BoxRecord> {
+pub async fn create(manager: &BoxManager, args: &RunArgs) -> Result<BoxRecord> {
     let restart: RestartPolicy = args.restart.parse()?;
     if args.rm && restart != RestartPolicy::No {
         bail!("--rm and --restart {restart} cannot be used together");
     }
     Ok(manager.create(
-        options(args)?,
+        options(args).await?,
         args.name.clone(),
         parse_labels(&args.labels)?,
         restart,
@@ -111,10 +166,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let home = Home::from_env()?;
     if args.rm && !args.detach && args.name.is_none() && args.labels.is_empty() {
         // An anonymous throw-away box: supervised right here, nothing stored.
-        return Ok(run_foreground(&home, options(&args)?).await?);
+        return Ok(run_foreground(&home, options(&args).await?).await?);
     }
     let manager = BoxManager::new(&home);
-    let record = create(&manager, &args)?;
+    let record = create(&manager, &args).await?;
     match manager.start(&record)? {
         Ok(()) => {}
         Err(failed) => {

@@ -11,7 +11,7 @@ use std::io;
 
 pub use client::{ClientOptions, Manifest, RegistryClient};
 pub use credentials::{CredentialError, CredentialStore, Credentials};
-pub use platform::Platform;
+pub use platform::{Platform, PlatformError};
 pub use pull::{pull, PulledImage};
 
 use super::config::ConfigError;

@@ -1,0 +1,294 @@
+//! The image verbs (`pull`, `images`, `rmi`, `tag`, `image inspect`, `history`,
+//! `image prune`, `login`, `logout`) and [`resolve_for_run`], which `run` calls.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use a3s_box_core::time::parse_rfc3339;
+use a3s_box_runtime::home::Home;
+use a3s_box_runtime::image::config::{merge, ProcessSpec, RunOverrides};
+use a3s_box_runtime::image::registry::Credentials;
+use a3s_box_runtime::image::Reference;
+use a3s_box_runtime::manager::{
+    human_size, short_name, ImageManager, ImageSummary, PullPolicy, Removed,
+};
+use anyhow::{bail, Result};
+
+use super::EXIT_BOX_ERROR;
+use crate::cli::Format;
+use crate::cli_image::{
+    HistoryArgs, ImageArgs, ImageCommand, ImageSubcommand, ImagesArgs, InspectArgs, LoginArgs,
+    LogoutArgs, PruneArgs, PullArgs, RmiArgs, TagArgs,
+};
+
+/// Hex characters of an image id in tables (Docker's short id).
+const SHORT_ID: usize = 12;
+/// Characters of `CREATED BY` shown by `history` without `--no-trunc`.
+const CREATED_BY_WIDTH: usize = 45;
+
+/// Run one image verb.
+pub fn dispatch(command: ImageCommand) -> Result<u8> {
+    match command {
+        ImageCommand::Pull(a) => pull(a),
+        ImageCommand::Images(a) => images(a),
+        ImageCommand::Rmi(a) => rmi(a),
+        ImageCommand::Tag(a) => tag(a),
+        ImageCommand::ImageInspect(a) => inspect(a),
+        ImageCommand::History(a) => history(a),
+        ImageCommand::Login(a) => login(a),
+        ImageCommand::Logout(a) => logout(a),
+        ImageCommand::Image(ImageArgs { command }) => match command {
+            ImageSubcommand::Inspect(a) => inspect(a),
+            ImageSubcommand::Prune(a) => prune(a),
+            ImageSubcommand::Ls(a) => images(a),
+            ImageSubcommand::Rm(a) => rmi(a),
+            ImageSubcommand::Pull(a) => pull(a),
+            ImageSubcommand::Tag(a) => tag(a),
+            ImageSubcommand::History(a) => history(a),
+        },
+    }
+}
+
+/// Resolve `image` for `run`: pull per `pull`, unpack once per image, and merge the
+/// image config with the user's overrides as Docker does. Returns the root filesystem
+/// directory to boot (for `RunOptions::rootfs_dir`) and the process to run.
+pub async fn resolve_for_run(
+    image: &str,
+    pull: PullPolicy,
+    overrides: RunOverrides,
+) -> Result<(PathBuf, ProcessSpec)> {
+    let resolved = manager()?.with_progress(true).ensure(image, pull).await?;
+    let spec = merge(&resolved.config, &overrides)?;
+    Ok((resolved.rootfs_dir, spec))
+}
+
+fn manager() -> Result<ImageManager> {
+    Ok(ImageManager::new(&Home::from_env()?)?)
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
+}
+
+fn pull(args: PullArgs) -> Result<u8> {
+    let m = manager()?;
+    let summary = block_on(m.pull(&args.reference, args.platform.as_deref(), !args.quiet))??;
+    if !args.quiet {
+        println!("Digest: {}", summary.digest);
+    }
+    println!("{}", summary.reference);
+    Ok(0)
+}
+
+fn short_id(summary: &ImageSummary, no_trunc: bool) -> String {
+    if no_trunc {
+        summary.id.to_string()
+    } else {
+        summary.id.hex()[..SHORT_ID].to_owned()
+    }
+}
+
+/// `docker.io/library/alpine:3` → (`alpine`, `3`); a digest-only name has tag `<none>`.
+fn repo_and_tag(reference: &str) -> (String, String) {
+    match reference.parse::<Reference>() {
+        Ok(r) => (
+            short_name(&r.name()),
+            r.tag().unwrap_or("<none>").to_owned(),
+        ),
+        Err(_) => (reference.to_owned(), "<none>".to_owned()),
+    }
+}
+
+fn images(args: ImagesArgs) -> Result<u8> {
+    let list = manager()?.list()?;
+    if args.quiet {
+        let mut seen = BTreeSet::new();
+        for s in &list {
+            if seen.insert(s.id.clone()) {
+                println!("{}", short_id(s, args.no_trunc));
+            }
+        }
+        return Ok(0);
+    }
+    if args.format == Format::Json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|s| {
+                let (repo, tag) = repo_and_tag(&s.reference);
+                serde_json::json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Digest": s.digest.to_string(),
+                    "ID": s.id.to_string(),
+                    "CreatedAt": s.created,
+                    "Size": s.size,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(0);
+    }
+    let digest_col = |d: &str| {
+        if args.digests {
+            format!("{d:<72}  ")
+        } else {
+            String::new()
+        }
+    };
+    println!(
+        "{:<40}  {:<12}  {}{:<12}  {:<24}  SIZE",
+        "REPOSITORY",
+        "TAG",
+        digest_col("DIGEST"),
+        "IMAGE ID",
+        "CREATED"
+    );
+    for s in &list {
+        let (repo, tag) = repo_and_tag(&s.reference);
+        println!(
+            "{repo:<40}  {tag:<12}  {}{:<12}  {:<24}  {}",
+            digest_col(&s.digest.to_string()),
+            short_id(s, args.no_trunc),
+            ago(s.created.as_deref()),
+            human_size(s.size)
+        );
+    }
+    Ok(0)
+}
+
+/// Apply `op` to every key; report each failure on one line; 125 if any failed.
+fn each(keys: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+    let mut failed = false;
+    for key in keys {
+        if let Err(e) = op(key) {
+            eprintln!("a3s-box: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { EXIT_BOX_ERROR } else { 0 })
+}
+
+fn rmi(args: RmiArgs) -> Result<u8> {
+    let m = manager()?;
+    each(&args.images, |key| {
+        for event in m.remove(key, args.force)? {
+            match event {
+                Removed::Untagged(name) => println!("Untagged: {}", short_name(&name)),
+                Removed::Deleted(digest) => println!("Deleted: {digest}"),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn tag(args: TagArgs) -> Result<u8> {
+    manager()?.tag(&args.source, &args.target)?;
+    Ok(0)
+}
+
+fn inspect(args: InspectArgs) -> Result<u8> {
+    let m = manager()?;
+    let mut out = Vec::new();
+    let code = each(&args.images, |key| {
+        out.push(m.inspect(key)?);
+        Ok(())
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
+}
+
+fn history(args: HistoryArgs) -> Result<u8> {
+    let m = manager()?;
+    let steps = m.history(&args.image)?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string(&steps)?);
+        return Ok(0);
+    }
+    let id = m.inspect(&args.image)?["Id"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("sha256:"))
+        .map_or_else(String::new, |h| h[..SHORT_ID.min(h.len())].to_owned());
+    println!(
+        "{:<12}  {:<24}  {:<45}  {:<10}  COMMENT",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+    );
+    for (i, step) in steps.iter().enumerate() {
+        let image = if i == 0 { id.as_str() } else { "<missing>" };
+        let mut by = step.created_by.replace('\n', " ");
+        if !args.no_trunc && by.chars().count() > CREATED_BY_WIDTH {
+            by = by.chars().take(CREATED_BY_WIDTH - 3).collect::<String>() + "...";
+        }
+        println!(
+            "{image:<12}  {:<24}  {by:<45}  {:<10}  {}",
+            ago(step.created.as_deref()),
+            human_size(step.size),
+            step.comment
+        );
+    }
+    Ok(0)
+}
+
+fn prune(_args: PruneArgs) -> Result<u8> {
+    let report = manager()?.prune()?;
+    println!("Deleted blobs: {}", report.blobs);
+    println!("Deleted unpacked images: {}", report.rootfs_dirs);
+    println!("Total reclaimed space: {}", human_size(report.bytes));
+    Ok(0)
+}
+
+fn login(args: LoginArgs) -> Result<u8> {
+    let Some(username) = args.username else {
+        bail!("login needs a user name: -u USER");
+    };
+    let password = match (args.password, args.password_stdin) {
+        (Some(p), _) => p,
+        (None, true) => {
+            let mut p = String::new();
+            std::io::stdin().read_to_string(&mut p)?;
+            p.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => bail!("login needs a password: -p PASSWORD or --password-stdin"),
+    };
+    if password.is_empty() {
+        bail!("login needs a non-empty password");
+    }
+    let creds = Credentials { username, password };
+    let m = manager()?;
+    block_on(m.login(&args.registry, &creds))??;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+fn logout(args: LogoutArgs) -> Result<u8> {
+    if manager()?.logout(&args.registry)? {
+        println!("Removing login credentials for {}", args.registry);
+    } else {
+        println!("Not logged in to {}", args.registry);
+    }
+    Ok(0)
+}
+
+/// "3 seconds ago", "2 days ago", as Docker prints ages.
+fn ago(since: Option<&str>) -> String {
+    let Some(t) = since.and_then(parse_rfc3339) else {
+        return "N/A".into();
+    };
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .map_or(0, |d| d.as_secs());
+    let text = match secs {
+        s if s < 60 => "Less than a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s if s < 1_209_600 => format!("{} days", s / 86_400),
+        s if s < 5_184_000 => format!("{} weeks", s / 604_800),
+        s if s < 63_072_000 => format!("{} months", s / 2_592_000),
+        s => format!("{} years", s / 31_536_000),
+    };
+    format!("{text} ago")
+}
