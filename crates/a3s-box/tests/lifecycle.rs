@@ -252,6 +252,8 @@ fn pause_unpause_rename_prune_and_attach() {
     assert_eq!(b.cli(&["pause", "clock"]).status.code(), Some(0));
     assert_eq!(status(&b.inspect("clock")), "paused");
     assert!(stdout(&b.cli(&["ps"])).contains("(Paused)"));
+    // Output already on its way when the vCPUs stopped may still land.
+    std::thread::sleep(Duration::from_millis(500));
     let before = stdout(&b.cli(&["logs", "clock"])).lines().count();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(

@@ -140,15 +140,19 @@ fn follow(manager: &BoxManager, id: &str, mut f: Follower, timestamps: bool) -> 
     }
 }
 
-/// Stream a box's output until it stops; its exit code. With `from_end`,
-/// only output written from now on (for a box that ran before).
-pub fn follow_until_exit(manager: &BoxManager, id: &str, from_end: bool) -> Result<i32> {
+/// Size of a box's log now: where output written from now on begins.
+pub fn log_end(manager: &BoxManager, id: &str) -> Result<u64> {
+    let record = manager.store().get(id)?;
+    Ok(std::fs::metadata(record.dir.join(LOG_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0))
+}
+
+/// Stream a box's output from byte `offset` of its log until it stops; its
+/// exit code.
+pub fn follow_until_exit(manager: &BoxManager, id: &str, offset: u64) -> Result<i32> {
     let record = manager.store().get(id)?;
     let path = record.dir.join(LOG_FILE);
-    let offset = match from_end {
-        true => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-        false => 0,
-    };
     follow(manager, id, Follower::new(path, offset), false)?;
     Ok(manager
         .store()

@@ -186,8 +186,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     forward_signals(&manager, &record.config.id);
     let id = record.config.id.clone();
-    tokio::task::spawn_blocking(move || super::logs::follow_until_exit(&manager, &id, false))
-        .await?
+    tokio::task::spawn_blocking(move || super::logs::follow_until_exit(&manager, &id, 0)).await?
 }
 
 /// Forward INT, TERM, HUP and QUIT to the box while its output is followed,
