@@ -1,6 +1,8 @@
 //! Command-line syntax of the image verbs (clap). Parsing only; behaviour lives in
 //! `commands::image`. Flattened into the top-level verbs by `cli::Command`.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
 use crate::cli::Format;
@@ -21,8 +23,14 @@ pub enum ImageCommand {
     ImageInspect(InspectArgs),
     /// Show an image's build steps.
     History(HistoryArgs),
-    /// Manage images (inspect, prune, ls, rm, pull, tag, history).
+    /// Manage images (inspect, prune, ls, rm, pull, tag, history, save, load, push).
     Image(ImageArgs),
+    /// Write images to a tarball (Docker archive, or OCI layout with --format oci).
+    Save(SaveArgs),
+    /// Load images from a Docker archive or OCI layout tarball.
+    Load(LoadArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
     /// Log in to a registry.
     Login(LoginArgs),
     /// Log out of a registry.
@@ -54,6 +62,12 @@ pub enum ImageSubcommand {
     Tag(TagArgs),
     /// Show an image's build steps.
     History(HistoryArgs),
+    /// Write images to a tarball.
+    Save(SaveArgs),
+    /// Load images from a tarball.
+    Load(LoadArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
 }
 
 /// `a3s-box pull`.
@@ -158,4 +172,41 @@ pub struct LogoutArgs {
     /// Registry host (default: Docker Hub).
     #[arg(default_value = "docker.io")]
     pub registry: String,
+}
+
+/// `a3s-box save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Archive layout: docker (as `docker save`) or oci (an OCI image layout).
+    #[arg(long, default_value = "docker", value_parser = ["docker", "oci"])]
+    pub format: String,
+    /// Image names or ids.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// `a3s-box load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print nothing.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `a3s-box push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Print only the pushed reference.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Local image name or id.
+    pub image: String,
+    /// Where to push (default: the image's own name).
+    pub destination: Option<String>,
 }

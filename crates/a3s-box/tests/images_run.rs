@@ -80,3 +80,24 @@ fn an_image_runs_with_its_config_and_its_files_intact() {
     assert_eq!(o.status.code(), Some(125));
     assert!(!stderr(&o).is_empty());
 }
+
+#[test]
+fn an_index_runs_its_host_platform_and_a_zstd_layer_is_read() {
+    let reg = start_registry(false);
+    push(&reg, "multiarch", "fixtures/multi:1", None);
+    push(&reg, "zstd", "fixtures/zstd:1", None);
+    let b = TestHome::new();
+    for (image, cmd, want) in [
+        ("fixtures/multi:1", "/arch", "amd64\n"),
+        ("fixtures/zstd:1", "/zstd-dir/hello.txt", "from zstd\n"),
+    ] {
+        let mut c = b.cmd();
+        c.env("DOCKER_CONFIG", b.home.path())
+            .args(["run", "--rm", "--cpus", "1", "--memory", "256m"])
+            .arg(format!("{}/{image}", reg.addr))
+            .args(["cat", cmd]);
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{image}: {}", stderr(&o));
+        assert_eq!(stdout(&o), want, "{image}");
+    }
+}

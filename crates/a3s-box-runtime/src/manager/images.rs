@@ -15,11 +15,15 @@
 //! unpacks hold `gc.lock` shared, so a concurrent `rmi`/`prune` (exclusive) never deletes
 //! a blob a pull has written but not yet referenced.
 
+mod archive;
 mod describe;
 mod gc;
+mod load;
 mod login;
 mod lookup;
 mod progress;
+mod push;
+mod register;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, IsTerminal};
@@ -39,8 +43,10 @@ use crate::image::registry::{
 use crate::image::store::{Store, StoreError};
 use crate::image::unpack::{unpack_layers, UnpackError};
 
+pub use archive::{ArchiveError, ArchiveFormat};
 pub use describe::{short_name, HistoryEntry};
 pub use gc::{PruneReport, Removed};
+pub use load::LoadedImage;
 pub use progress::human_size;
 
 /// Comma-separated registries (`host[:port]`) that may be reached over plain HTTP.

@@ -9,8 +9,9 @@ mod vm;
 
 pub use boxes::{BoxManager, StartError};
 pub use images::{
-    human_size, short_name, HistoryEntry, ImageError, ImageManager, ImageSummary, PruneReport,
-    PullPolicy, Removed, ResolvedImage, AUTH_FILE, ENV_INSECURE_REGISTRIES,
+    human_size, short_name, ArchiveError, ArchiveFormat, HistoryEntry, ImageError, ImageManager,
+    ImageSummary, LoadedImage, PruneReport, PullPolicy, Removed, ResolvedImage, AUTH_FILE,
+    ENV_INSECURE_REGISTRIES,
 };
 pub use info::{info, Info};
 pub use run::run_foreground;

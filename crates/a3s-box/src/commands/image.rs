@@ -2,7 +2,7 @@
 //! `image prune`, `login`, `logout`) and [`resolve_for_run`], which `run` calls.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -14,13 +14,13 @@ use a3s_box_runtime::image::Reference;
 use a3s_box_runtime::manager::{
     human_size, short_name, ImageManager, ImageSummary, PullPolicy, Removed,
 };
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::EXIT_BOX_ERROR;
 use crate::cli::Format;
 use crate::cli_image::{
-    HistoryArgs, ImageArgs, ImageCommand, ImageSubcommand, ImagesArgs, InspectArgs, LoginArgs,
-    LogoutArgs, PruneArgs, PullArgs, RmiArgs, TagArgs,
+    HistoryArgs, ImageArgs, ImageCommand, ImageSubcommand, ImagesArgs, InspectArgs, LoadArgs,
+    LoginArgs, LogoutArgs, PruneArgs, PullArgs, PushArgs, RmiArgs, SaveArgs, TagArgs,
 };
 
 /// Hex characters of an image id in tables (Docker's short id).
@@ -37,6 +37,9 @@ pub fn dispatch(command: ImageCommand) -> Result<u8> {
         ImageCommand::Tag(a) => tag(a),
         ImageCommand::ImageInspect(a) => inspect(a),
         ImageCommand::History(a) => history(a),
+        ImageCommand::Save(a) => save(a),
+        ImageCommand::Load(a) => load(a),
+        ImageCommand::Push(a) => push(a),
         ImageCommand::Login(a) => login(a),
         ImageCommand::Logout(a) => logout(a),
         ImageCommand::Image(ImageArgs { command }) => match command {
@@ -47,6 +50,9 @@ pub fn dispatch(command: ImageCommand) -> Result<u8> {
             ImageSubcommand::Pull(a) => pull(a),
             ImageSubcommand::Tag(a) => tag(a),
             ImageSubcommand::History(a) => history(a),
+            ImageSubcommand::Save(a) => save(a),
+            ImageSubcommand::Load(a) => load(a),
+            ImageSubcommand::Push(a) => push(a),
         },
     }
 }
@@ -82,6 +88,61 @@ fn pull(args: PullArgs) -> Result<u8> {
         println!("Digest: {}", summary.digest);
     }
     println!("{}", summary.reference);
+    Ok(0)
+}
+
+fn save(args: SaveArgs) -> Result<u8> {
+    let m = manager()?;
+    let format = args.format.parse()?;
+    let Some(path) = args.output else {
+        if std::io::stdout().is_terminal() {
+            bail!("refusing to write an archive to a terminal: use -o FILE or redirect stdout");
+        }
+        m.save(&args.images, format, std::io::stdout().lock())?;
+        return Ok(0);
+    };
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    if let Err(e) = m.save(&args.images, format, std::io::BufWriter::new(file)) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    Ok(0)
+}
+
+fn load(args: LoadArgs) -> Result<u8> {
+    let m = manager()?;
+    let input: Box<dyn Read + Send> = match &args.input {
+        Some(path) => Box::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    let loaded = block_on(m.load(input))??;
+    if !args.quiet {
+        for image in loaded {
+            if image.names.is_empty() {
+                println!("Loaded image ID: {}", image.id);
+            }
+            for name in image.names {
+                println!("Loaded image: {}", short_name(&name));
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn push(args: PushArgs) -> Result<u8> {
+    let m = manager()?;
+    let pushed = block_on(m.push(&args.image, args.destination.as_deref()))??;
+    if args.quiet {
+        println!("{}", pushed.reference);
+    } else {
+        println!(
+            "{}: digest: {} ({} blobs uploaded, {} already present)",
+            pushed.reference, pushed.digest, pushed.uploaded, pushed.skipped
+        );
+    }
     Ok(0)
 }
 

@@ -6,6 +6,7 @@ mod client;
 pub mod credentials;
 mod platform;
 mod pull;
+pub mod push;
 
 use std::io;
 
