@@ -96,6 +96,22 @@ impl Store {
         Ok(Self { root })
     }
 
+    /// Bytes of `digest` downloaded so far (temporary files being written).
+    pub fn partial_bytes(&self, digest: &Digest) -> u64 {
+        let prefix = format!("{}.", digest.hex());
+        std::fs::read_dir(self.root.join(TMP_DIR))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -143,7 +159,11 @@ impl Store {
     /// A writer that hashes what it is given and lands it as `digest` on [`BlobWriter::commit`].
     pub fn blob_writer(&self, digest: Digest, size: u64) -> Result<BlobWriter> {
         let tmp_dir = self.root.join(TMP_DIR);
-        let file = NamedTempFile::new_in(&tmp_dir).map_err(io_err("create temp in", &tmp_dir))?;
+        // Named after the digest so a progress display can watch the download grow.
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{}.", digest.hex()))
+            .tempfile_in(&tmp_dir)
+            .map_err(io_err("create temp in", &tmp_dir))?;
         Ok(BlobWriter {
             dest: self.blob_path(&digest),
             file,

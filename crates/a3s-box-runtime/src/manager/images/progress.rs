@@ -95,10 +95,15 @@ fn draw(layers: &[Layer], store: &Store, first: bool, done: Option<bool>) {
             "Downloading"
         };
         let short = &l.digest.hex()[..SHORT_DIGEST];
-        out.push_str(&format!(
-            "\r\x1b[2K{short}: {state:<14} {}\n",
-            human_size(l.size)
-        ));
+        let size = match state {
+            "Downloading" => format!(
+                "{}/{}",
+                human_size(store.partial_bytes(&l.digest)),
+                human_size(l.size)
+            ),
+            _ => human_size(l.size),
+        };
+        out.push_str(&format!("\r\x1b[2K{short}: {state:<14} {size}\n"));
     }
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(out.as_bytes());
