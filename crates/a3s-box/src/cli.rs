@@ -12,6 +12,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "A3S_BOX_LOG", default_value = "warn")]
     pub log_level: String,
 
+    /// Allow plain HTTP to this registry (host[:port]); repeatable. Also
+    /// `insecure-registries` in $A3S_HOME/config.json.
+    #[arg(long = "insecure-registry", global = true, value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

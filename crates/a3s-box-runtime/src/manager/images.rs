@@ -51,6 +51,8 @@ pub use progress::human_size;
 
 /// Comma-separated registries (`host[:port]`) that may be reached over plain HTTP.
 pub const ENV_INSECURE_REGISTRIES: &str = "A3S_BOX_INSECURE_REGISTRIES";
+/// User settings in `$A3S_HOME` (`insecure-registries`).
+pub const CONFIG_FILE: &str = "config.json";
 /// Credentials written by `a3s-box login`, under the home.
 pub const AUTH_FILE: &str = "auth.json";
 /// Shortest hex prefix accepted as an image id.
@@ -240,14 +242,36 @@ impl ImageManager {
         )
     }
 
-    fn client(&self) -> Result<RegistryClient> {
-        let insecure_registries = std::env::var(ENV_INSECURE_REGISTRIES)
+    /// Registries the user marked insecure (plain HTTP allowed): the
+    /// `insecure-registries` list of `$A3S_HOME/config.json` (Docker's
+    /// daemon.json key) plus `A3S_BOX_INSECURE_REGISTRIES` (comma-separated,
+    /// also set by the `--insecure-registry` flag).
+    pub fn insecure_registries(&self) -> Vec<String> {
+        let mut list: Vec<String> = std::env::var(ENV_INSECURE_REGISTRIES)
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        let config = self.home.root().join(CONFIG_FILE);
+        if let Ok(bytes) = fs::read(&config) {
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) => list.extend(
+                    v["insecure-registries"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str().map(str::to_owned)),
+                ),
+                Err(e) => tracing::warn!("ignoring {}: {e}", config.display()),
+            }
+        }
+        list
+    }
+
+    fn client(&self) -> Result<RegistryClient> {
+        let insecure_registries = self.insecure_registries();
         Ok(RegistryClient::new(ClientOptions {
             insecure_registries,
             credentials: Some(self.credentials()),
@@ -416,5 +440,27 @@ mod tests {
         assert_eq!("always".parse::<PullPolicy>().unwrap(), PullPolicy::Always);
         assert_eq!(PullPolicy::default(), PullPolicy::Missing);
         assert!("sometimes".parse::<PullPolicy>().is_err());
+    }
+
+    #[test]
+    fn insecure_registries_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let m = ImageManager::new(&home).unwrap();
+        let before = m.insecure_registries().len();
+        fs::write(
+            dir.path().join(CONFIG_FILE),
+            r#"{"insecure-registries": ["reg.internal:5000", "10.1.2.3"]}"#,
+        )
+        .unwrap();
+        let list = m.insecure_registries();
+        assert_eq!(list.len(), before + 2);
+        assert!(list.contains(&"reg.internal:5000".to_string()));
+        fs::write(dir.path().join(CONFIG_FILE), "{not json").unwrap();
+        assert_eq!(
+            m.insecure_registries().len(),
+            before,
+            "a bad file adds nothing"
+        );
     }
 }
