@@ -4,85 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod image_home;
 mod registry;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use common::{stderr, stdout, TestHome};
+use common::{stderr, stdout};
+use image_home::Images;
 use registry::{push, start_registry, PASS, USER};
-
-/// A home whose credentials never fall back to the caller's Docker config.
-struct Images {
-    home: TestHome,
-    docker_config: tempfile::TempDir,
-}
-
-impl Images {
-    fn new() -> Self {
-        Self {
-            home: TestHome::new(),
-            docker_config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.home
-            .cmd()
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Run and require exit 0; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cli(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    /// Run and require exit 125 with a one-line reason; stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.cli(args);
-        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", stdout(&o));
-        let err = stderr(&o);
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.starts_with("a3s-box: "), "{err}");
-        err
-    }
-
-    fn images_dir(&self) -> PathBuf {
-        self.home.home.path().join("images")
-    }
-
-    fn blob_count(&self) -> usize {
-        std::fs::read_dir(self.images_dir().join("store/blobs/sha256"))
-            .unwrap()
-            .count()
-    }
-
-    /// Unpacked image roots (hidden lock files aside).
-    fn unpacked_roots(&self) -> usize {
-        std::fs::read_dir(self.images_dir().join("rootfs"))
-            .unwrap()
-            .filter(|e| {
-                !e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('.')
-            })
-            .count()
-    }
-
-    fn inspect(&self, image: &str) -> serde_json::Value {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
-        v[0].clone()
-    }
-}
 
 #[test]
 fn pull_list_tag_inspect_history_rmi() {

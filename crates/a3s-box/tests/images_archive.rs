@@ -4,66 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod image_home;
 mod registry;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{stderr, stdout, TestHome};
+use common::stderr;
+use image_home::Images;
 use registry::{push, require, start_registry, PASS, USER};
-
-/// A home whose credentials never fall back to the caller's Docker config.
-struct Images {
-    home: TestHome,
-    docker_config: tempfile::TempDir,
-}
-
-impl Images {
-    fn new() -> Self {
-        Self {
-            home: TestHome::new(),
-            docker_config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.home.cmd();
-        c.env("DOCKER_CONFIG", self.docker_config.path()).args(args);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().unwrap();
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().unwrap();
-        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", stdout(&o));
-        stderr(&o)
-    }
-
-    fn inspect(&self, image: &str) -> serde_json::Value {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
-        v[0].clone()
-    }
-
-    /// Unpacked image roots (lock files aside).
-    fn unpacked_roots(&self) -> usize {
-        std::fs::read_dir(self.home.home.path().join("images/rootfs"))
-            .unwrap()
-            .filter(|e| {
-                !e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('.')
-            })
-            .count()
-    }
-}
 
 fn skopeo(args: &[&str]) -> Output {
     require("skopeo", "skopeo");

@@ -5,68 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod image_home;
 mod registry;
 mod token_registry;
 
-use std::process::Output;
-
-use common::{stderr, stdout, TestHome};
+use image_home::Images;
 use token_registry::{TokenRegistry, PASS, SERVICE, USER};
-
-/// A home whose credentials never fall back to the caller's Docker config.
-struct Images {
-    home: TestHome,
-    docker_config: tempfile::TempDir,
-}
-
-impl Images {
-    fn new() -> Self {
-        Self {
-            home: TestHome::new(),
-            docker_config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.home
-            .cmd()
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Run and require exit 0; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cli(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    /// Run and require exit 125 with a one-line reason; stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.cli(args);
-        assert_eq!(
-            o.status.code(),
-            Some(125),
-            "{args:?}: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        let err = stderr(&o);
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.starts_with("a3s-box: "), "{err}");
-        err
-    }
-
-    /// The manifest digest the local image was pulled as.
-    fn repo_digest(&self, image: &str) -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
-        let repo_digest = v[0]["RepoDigests"][0].as_str().unwrap();
-        repo_digest.rsplit_once('@').unwrap().1.to_owned()
-    }
-}
 
 /// Token requests logged since `from`.
 fn requests(reg: &TokenRegistry, from: usize) -> Vec<serde_json::Value> {

@@ -306,17 +306,23 @@ impl RegistryClient {
         }
         let resp = check_status(realm, resp).await?;
         let body = resp.bytes().await.map_err(http_err)?;
-        serde_json::from_slice::<TokenResponse>(&body)
-            .ok()
-            .and_then(TokenResponse::into_token)
-            .map(|t| format!("Bearer {t}"))
-            .ok_or_else(|| RegistryError::Token {
-                url: realm.to_owned(),
-            })
+        bearer_header(realm, &body)
     }
 }
 
-async fn check_status(url: &str, resp: Response) -> Result<Response, RegistryError> {
+/// The `Authorization` value from a token endpoint's answer.
+pub(super) fn bearer_header(realm: &str, body: &[u8]) -> Result<String, RegistryError> {
+    serde_json::from_slice::<TokenResponse>(body)
+        .ok()
+        .and_then(TokenResponse::into_token)
+        .map(|t| format!("Bearer {t}"))
+        .ok_or_else(|| RegistryError::Token {
+            url: realm.to_owned(),
+        })
+}
+
+/// `resp` if it succeeded, else a status error carrying the start of its body.
+pub(super) async fn check_status(url: &str, resp: Response) -> Result<Response, RegistryError> {
     if resp.status().is_success() {
         return Ok(resp);
     }

@@ -12,7 +12,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW
 use reqwest::{Body, Method, RequestBuilder, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 
-use super::auth::{Challenge, TokenResponse};
+use super::auth::Challenge;
+use super::client::{bearer_header, check_status as check};
 use super::credentials::CredentialStore;
 use super::{RegistryClient, RegistryError};
 use crate::image::digest::Digest;
@@ -23,8 +24,6 @@ use crate::image::store::Store;
 const DEFAULT_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Bytes read from a blob file per chunk of an upload body.
 const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
-/// Body characters kept in an error message.
-const ERROR_BODY_CHARS: usize = 512;
 
 /// What a push sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,33 +241,8 @@ impl Session<'_> {
             return Err(self.unauthorized());
         }
         let body = check(realm, resp).await?.bytes().await.map_err(http_err)?;
-        serde_json::from_slice::<TokenResponse>(&body)
-            .ok()
-            .and_then(TokenResponse::into_token)
-            .map(|t| format!("Bearer {t}"))
-            .ok_or_else(|| RegistryError::Token {
-                url: realm.to_owned(),
-            })
+        bearer_header(realm, &body)
     }
-}
-
-async fn check(url: &str, resp: Response) -> Result<Response, RegistryError> {
-    if resp.status().is_success() {
-        return Ok(resp);
-    }
-    let status = resp.status().as_u16();
-    let body: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(ERROR_BODY_CHARS)
-        .collect();
-    Err(RegistryError::Status {
-        url: url.to_owned(),
-        status,
-        body,
-    })
 }
 
 /// A file as a stream of chunks, for an upload body.
