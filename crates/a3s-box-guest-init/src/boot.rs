@@ -206,6 +206,21 @@ pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
     .context(|| format!("mount overlay on {BOX_ROOT} ({opts})"))
 }
 
+/// Read ahead generously on the root disk: under emulation each request is
+/// costly, and a workload's first page faults otherwise read its binary in
+/// small pieces. A hint: failures are ignored.
+fn set_readahead(device: &str) {
+    if let Some(name) = device.strip_prefix("/dev/") {
+        let _ = fs::write(
+            format!("/sys/block/{name}/queue/read_ahead_kb"),
+            READAHEAD_KB,
+        );
+    }
+}
+
+/// Readahead of the root disk, in KiB.
+const READAHEAD_KB: &str = "2048";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,18 +243,3 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
-
-/// Read ahead generously on the root disk: under emulation each request is
-/// costly, and a workload's first page faults otherwise read its binary in
-/// small pieces. A hint: failures are ignored.
-fn set_readahead(device: &str) {
-    if let Some(name) = device.strip_prefix("/dev/") {
-        let _ = fs::write(
-            format!("/sys/block/{name}/queue/read_ahead_kb"),
-            READAHEAD_KB,
-        );
-    }
-}
-
-/// Readahead of the root disk, in KiB.
-const READAHEAD_KB: &str = "2048";
