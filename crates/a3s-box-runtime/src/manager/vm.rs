@@ -64,6 +64,12 @@ pub struct RunOptions {
     pub debug: bool,
 }
 
+/// Whether the VM has storage outside its own RAM that a hard stop could
+/// leave inconsistent (today: virtio-fs shares of host directories).
+fn needs_clean_shutdown(spec: &InstanceSpec) -> bool {
+    !spec.fs_mounts.is_empty()
+}
+
 /// Where the workload's output goes.
 pub trait OutputSink {
     /// Bytes the workload wrote on `stream`.
@@ -217,11 +223,14 @@ pub async fn run_vm(
         vm: &mut vm,
     };
     let outcome = session.drive(boot, boot_timeout, io).await;
-    // Whatever happened, the VM must go: politely first, then by force.
-    let grace = if outcome.is_ok() {
-        SHUTDOWN_TIMEOUT
-    } else {
-        Duration::ZERO
+    // Whatever happened, the VM must go. Once the workload has exited and its
+    // output has arrived, a VM whose only writable storage is its own RAM
+    // (read-only root, tmpfs upper) holds nothing worth flushing: it is
+    // stopped at once. With host shares mounted, guest-init is given time to
+    // sync and power off cleanly first.
+    let grace = match outcome {
+        Ok(_) if needs_clean_shutdown(&spec) => SHUTDOWN_TIMEOUT,
+        _ => Duration::ZERO,
     };
     let deadline = Instant::now() + grace;
     while vm.is_running() && Instant::now() < deadline {
