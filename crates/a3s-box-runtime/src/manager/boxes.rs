@@ -231,21 +231,32 @@ impl BoxManager {
 
     /// Remove a box; a running one only with `force` (it is killed first).
     pub fn remove(&self, record: &BoxRecord, force: bool) -> Result<()> {
-        if record.state.status.is_active() && shim_alive(&record.dir) {
+        // A live shim owns the box whatever its status says (a box still
+        // booting is `created` until its workload runs).
+        if shim_alive(&record.dir) {
             if !force {
                 return Err(BoxError::Config(format!(
-                    "box {} is {}: stop it first or use rm -f",
+                    "box {} is {} and supervised: stop it first or use rm -f",
                     record.config.name, record.state.status
                 )));
             }
-            if let Some(pid) = record.state.shim_pid {
-                // The shim's QEMU dies with it (PR_SET_PDEATHSIG).
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            let deadline = Instant::now() + STOP_SLACK;
+            while shim_alive(&record.dir) {
+                if let Some(pid) = self.store.load_dir(&record.dir)?.state.shim_pid {
+                    // The shim's QEMU dies with it (PR_SET_PDEATHSIG).
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                if Instant::now() > deadline {
+                    return Err(BoxError::Config(format!(
+                        "the supervisor of box {} did not stop",
+                        record.config.name
+                    )));
+                }
+                std::thread::sleep(POLL);
             }
-            self.wait_inactive(record, STOP_SLACK)?;
         }
         self.store.remove(record)
     }
@@ -296,7 +307,7 @@ impl BoxManager {
     pub fn prune(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for record in self.store.list()? {
-            if record.state.status.can_remove() {
+            if record.state.status.can_remove() && !shim_alive(&record.dir) {
                 self.store.remove(&record)?;
                 removed.push(record.config.id);
             }

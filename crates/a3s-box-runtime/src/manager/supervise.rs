@@ -117,6 +117,9 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| BoxError::Config(format!("{} already has a supervisor", dir.display())))?;
     let record = store.load_dir(dir)?;
+    // Known from the moment the box has a supervisor, so `rm -f` can end a
+    // box that is still booting.
+    store.update_dir(dir, |s| s.shim_pid = Some(std::process::id()))?;
     let socket = dir.join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener =
