@@ -2,12 +2,8 @@
 //! with skopeo) from Debian's docker-registry on loopback, then unpack and check them.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use a3s_box_runtime::image::registry::{
     self, ClientOptions, CredentialStore, Credentials, Platform, RegistryClient, RegistryError,
@@ -15,119 +11,11 @@ use a3s_box_runtime::image::registry::{
 use a3s_box_runtime::image::unpack::unpack_layers;
 use a3s_box_runtime::image::{Reference, Store};
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
-const USER: &str = "tester";
-const PASS: &str = "s3cret-pass";
+// One registry/fixture helper for every crate's tests.
+#[path = "../../a3s-box/tests/registry/mod.rs"]
+mod registry_helper;
 
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "image tests need `{tool}`: apt-get install {package} (see scripts/install-deps.sh)"
-    );
-}
-
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(htpasswd: bool) -> Registry {
-    assert!(
-        Path::new(REGISTRY_BIN).exists(),
-        "image tests need {REGISTRY_BIN}: apt-get install docker-registry"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut config = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-        dir.path().join("data").display()
-    );
-    if htpasswd {
-        require("htpasswd", "apache2-utils");
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", USER, PASS])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
-        config += &format!(
-            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-            dir.path().join("htpasswd").display()
-        );
-    }
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let child = Command::new(REGISTRY_BIN)
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-/// The fixture layout, built once per test binary.
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("a3s-image-fixtures-{}", std::process::id()));
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-images.sh");
-        let out = Command::new("bash").arg(script).arg(&dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "build-test-images.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
-
-fn push(reg: &Registry, tag: &str, name: &str, creds: Option<&str>) {
-    require("skopeo", "skopeo");
-    let src = format!("oci:{}:{tag}", fixtures().join("oci").display());
-    let dst = format!("docker://{}/{name}", reg.addr);
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
-    if let Some(c) = creds {
-        cmd.args(["--dest-creds", c]);
-    }
-    let out = cmd.arg(&src).arg(&dst).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy {src} {dst}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use registry_helper::{fixtures, push, start_registry, Registry, PASS, USER};
 
 struct Env {
     _dir: tempfile::TempDir,

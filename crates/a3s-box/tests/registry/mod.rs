@@ -1,6 +1,6 @@
 //! A loopback docker-registry (optionally behind htpasswd) and the fixture images of
 //! scripts/build-test-images.sh, for tests that pull. Same helper as the runtime's
-//! tests/image_registry.rs, which can include this file with `#[path]`.
+//! tests/image_registry.rs, which includes this file with `#[path]`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpListener;

@@ -69,6 +69,11 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
+    /// The HTTP client (for the push session, which keeps its own auth).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// A client with HTTPS verified against the system roots.
     pub fn new(options: ClientOptions) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()

@@ -57,15 +57,9 @@ pub async fn push_image(
         .to_owned();
     let mut blobs = vec![&parsed["config"]];
     blobs.extend(parsed["layers"].as_array().into_iter().flatten());
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("a3s-box/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|source| RegistryError::Http {
-            url: String::new(),
-            source,
-        })?;
     let mut session = Session {
-        http,
+        // reqwest clients share their connection pool when cloned.
+        http: client.http().clone(),
         base: format!(
             "{}/v2/{}",
             client.base_url(dest.registry()),
