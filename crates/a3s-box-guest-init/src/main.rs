@@ -11,6 +11,7 @@
 mod boot;
 mod credit;
 mod error;
+mod helper;
 mod log;
 mod port;
 mod power;
@@ -25,7 +26,7 @@ use std::io::{BufReader, Write};
 use a3s_box_core::guest::message::GuestMessage;
 use a3s_box_core::guest::{MAX_DATA_CHUNK_BYTES, PROTOCOL_VERSION};
 
-use crate::log::debug;
+use crate::log::{debug, warning};
 use crate::port::Port;
 use crate::session::Session;
 
@@ -33,6 +34,11 @@ use crate::session::Session;
 const READ_BUFFER_BYTES: usize = MAX_DATA_CHUNK_BYTES;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.first().map(String::as_str) == Some(process::HELPER_ARGV0) {
+        // Re-executed inside a box as one of the built-in helpers.
+        std::process::exit(helper::main(&args[1..]));
+    }
     if nix::unistd::getpid().as_raw() != 1 {
         // Guard against running on a host by mistake: this program reboots.
         let msg = "a3s-box-guest-init: must run as PID 1 inside an A3S Box VM\n";
@@ -67,8 +73,11 @@ fn main() {
     }
     debug!("root {} ({}) assembled", spec.root.device, spec.root.fstype);
 
+    if let Err(e) = process::open_self_exe() {
+        warning!("built-in helpers unavailable: {e}");
+    }
     let session = Session::new(port);
     reaper::start(&session);
-    session.run_process(&spec.hostname, &spec.main);
+    session.start_main(&spec.hostname, &spec.main);
     serve::serve(&session, reader)
 }

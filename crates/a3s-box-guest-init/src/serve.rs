@@ -26,6 +26,11 @@ fn next_frame(port: &Port, reader: &mut impl Read) -> Frame {
             warning!("host closed the agent port");
             power::power_off()
         }
+        // A bad frame that left the stream in sync costs only itself.
+        Err(e) if e.is_recoverable() => {
+            warning!("skipping a bad frame from the host: {e}");
+            next_frame(port, reader)
+        }
         Err(e) => power::fatal(Some(port), &InitError::Port(e).to_string()),
     }
 }
@@ -55,7 +60,7 @@ pub fn serve(session: &Arc<Session>, mut reader: impl Read) -> ! {
     }
 }
 
-fn dispatch(session: &Session, frame: Frame) -> Result<(), InitError> {
+fn dispatch(session: &Arc<Session>, frame: Frame) -> Result<(), InitError> {
     match frame {
         Frame::Control(Message::Host(HostMessage::Shutdown)) => {
             debug!("shutdown requested");
@@ -65,11 +70,18 @@ fn dispatch(session: &Session, frame: Frame) -> Result<(), InitError> {
             debug!("signal {signal} for process {process}");
             session.signal(process, signal);
         }
+        Frame::Control(Message::Host(HostMessage::Exec(spec))) => {
+            debug!("exec process {}", spec.process);
+            session.exec(spec);
+        }
+        Frame::Control(Message::Host(HostMessage::Resize { process, size })) => {
+            session.resize(process, size);
+        }
         Frame::Data {
             process,
             stream: StdStream::Stdin,
             bytes,
-        } => session.stdin_data(process, bytes)?,
+        } => session.stdin_data(process, bytes),
         Frame::Eof {
             process,
             stream: StdStream::Stdin,

@@ -6,15 +6,15 @@
 //! the set sends `Exited` and forgets the process, exactly once.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use a3s_box_core::guest::message::{GuestMessage, ProcessSpec};
+use a3s_box_core::guest::message::{GuestMessage, ProcessSpec, WindowSize};
 use a3s_box_core::guest::{Frame, StdStream};
 use nix::unistd::Pid;
 
 use crate::credit::Credits;
-use crate::error::InitError;
 use crate::log::{debug, warning};
 use crate::port::Port;
 use crate::power;
@@ -35,6 +35,21 @@ struct Entry {
     outputs_open: u8,
     exit_code: Option<i32>,
     stdin: Option<StdinQueue>,
+    /// Master side of the process's pseudo-terminal, for resizing.
+    terminal: Option<File>,
+}
+
+impl Entry {
+    fn new(pid: Pid, outputs_open: u8) -> Self {
+        Entry {
+            pid,
+            started: false,
+            outputs_open,
+            exit_code: None,
+            stdin: None,
+            terminal: None,
+        }
+    }
 }
 
 /// The host connection and the processes served over it.
@@ -43,6 +58,8 @@ pub struct Session {
     port: Port,
     credits: Credits,
     table: Mutex<HashMap<u32, Entry>>,
+    /// The box's hostname and the id of its main process, once booted.
+    boot: Mutex<Option<(String, u32)>>,
 }
 
 /// Start a named helper thread; failing to is fatal for PID 1.
@@ -63,6 +80,7 @@ impl Session {
             port,
             credits: Credits::default(),
             table: Mutex::new(HashMap::new()),
+            boot: Mutex::new(None),
         })
     }
 
@@ -93,25 +111,83 @@ impl Session {
         }
     }
 
-    /// Spawn `spec`; report `Started` or `SpawnFailed` to the host.
-    pub fn run_process(self: &Arc<Self>, hostname: &str, spec: &ProcessSpec) {
-        let process = spec.process;
-        if let Err(failure) = self.launch(hostname, spec) {
-            debug!(
-                "process {process} failed to start ({}): {}",
-                failure.exit_code, failure.reason
-            );
-            self.send_message(GuestMessage::SpawnFailed {
-                process,
-                exit_code: failure.exit_code,
-                reason: failure.reason,
-            });
+    /// Create the box: start its main process in new namespaces.
+    pub fn start_main(self: &Arc<Self>, hostname: &str, spec: &ProcessSpec) {
+        *self.boot.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((hostname.to_string(), spec.process));
+        self.run_process(hostname, spec, None);
+    }
+
+    /// Start `spec` inside the running box, on a thread of its own (the
+    /// thread joins the box's PID namespace for the children it clones).
+    pub fn exec(self: &Arc<Self>, spec: ProcessSpec) {
+        let session = Arc::clone(self);
+        spawn_thread(
+            self,
+            format!("exec-{}", spec.process),
+            move || match session.box_namespaces() {
+                Ok((hostname, ns)) => session.run_process(&hostname, &spec, Some(&ns)),
+                Err(failure) => session.spawn_failed(spec.process, failure),
+            },
+        );
+    }
+
+    /// The hostname and namespaces of the running box.
+    fn box_namespaces(&self) -> Result<(String, process::BoxNamespaces), SpawnFailure> {
+        let not_running = || SpawnFailure::setup("the box is not running");
+        let (hostname, main) = self
+            .boot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(not_running)?;
+        let pid = self
+            .lock()
+            .get(&main)
+            .filter(|e| e.started && e.exit_code.is_none())
+            .map(|e| e.pid)
+            .ok_or_else(not_running)?;
+        Ok((hostname, process::BoxNamespaces::of(pid)?))
+    }
+
+    fn spawn_failed(&self, process: u32, failure: SpawnFailure) {
+        debug!(
+            "process {process} failed to start ({}): {}",
+            failure.exit_code, failure.reason
+        );
+        self.send_message(GuestMessage::SpawnFailed {
+            process,
+            exit_code: failure.exit_code,
+            reason: failure.reason,
+        });
+    }
+
+    /// Spawn `spec` (joining `join` when given); report `Started` or
+    /// `SpawnFailed` to the host.
+    fn run_process(
+        self: &Arc<Self>,
+        hostname: &str,
+        spec: &ProcessSpec,
+        join: Option<&process::BoxNamespaces>,
+    ) {
+        if let Err(failure) = self.launch(hostname, spec, join) {
+            self.spawn_failed(spec.process, failure);
         }
     }
 
-    fn launch(self: &Arc<Self>, hostname: &str, spec: &ProcessSpec) -> Result<(), SpawnFailure> {
+    fn launch(
+        self: &Arc<Self>,
+        hostname: &str,
+        spec: &ProcessSpec,
+        join: Option<&process::BoxNamespaces>,
+    ) -> Result<(), SpawnFailure> {
         let process = spec.process;
-        let prepared = process::prepare(hostname, spec)?;
+        let prepared = process::prepare(hostname, spec, join)?;
+        let outputs = if spec.terminal.is_some() {
+            1
+        } else {
+            OUTPUT_STREAMS
+        };
         let launched = {
             // Held across clone so the reaper cannot see the pid before it is known.
             let mut table = self.lock();
@@ -120,39 +196,34 @@ impl Session {
                     "process id {process} is already in use"
                 )));
             }
-            let launched = prepared.clone_child()?;
-            table.insert(
-                process,
-                Entry {
-                    pid: launched.pid,
-                    started: false,
-                    outputs_open: OUTPUT_STREAMS,
-                    exit_code: None,
-                    stdin: None,
-                },
-            );
+            let launched = prepared.clone_child(join)?;
+            table.insert(process, Entry::new(launched.pid, outputs));
             launched
         };
         let pid = launched.pid;
         let streams = launched.wait_exec().inspect_err(|_| {
             self.lock().remove(&process);
         })?;
-        self.send_message(GuestMessage::Started {
-            process,
-            pid: pid.as_raw().unsigned_abs(),
-        });
-        debug!("process {process} started as pid {pid}");
+        // Stdin is ready before the host hears `Started`, so nothing it
+        // sends after that is dropped.
         let stdin = streams
             .stdin
             .map(|pipe| streams::start_stdin(self, process, pipe));
         if let Some(entry) = self.lock().get_mut(&process) {
             entry.started = true;
             entry.stdin = stdin;
+            entry.terminal = streams.terminal;
         }
-        for (stream, pipe) in [
-            (StdStream::Stdout, streams.stdout),
-            (StdStream::Stderr, streams.stderr),
-        ] {
+        self.send_message(GuestMessage::Started {
+            process,
+            pid: pid.as_raw().unsigned_abs(),
+        });
+        debug!("process {process} started as pid {pid}");
+        let outputs = [
+            Some((StdStream::Stdout, streams.stdout)),
+            streams.stderr.map(|pipe| (StdStream::Stderr, pipe)),
+        ];
+        for (stream, pipe) in outputs.into_iter().flatten() {
             self.credits.open(process, stream);
             let session = Arc::clone(self);
             spawn_thread(self, format!("out-{process}-{}", stream as u8), move || {
@@ -234,19 +305,32 @@ impl Session {
         }
     }
 
-    /// Stdin bytes from the host.
-    pub fn stdin_data(&self, process: u32, bytes: Vec<u8>) -> Result<(), InitError> {
+    /// Stdin bytes from the host. Bytes beyond the granted credit break
+    /// the protocol: that process's stdin is closed (the session goes on).
+    pub fn stdin_data(&self, process: u32, bytes: Vec<u8>) {
+        let mut table = self.lock();
+        match table.get_mut(&process).map(|e| &mut e.stdin) {
+            Some(stdin @ Some(_)) => {
+                if let Some(Err(e)) = stdin.as_ref().map(|q| q.push(process, bytes)) {
+                    warning!("closing stdin of process {process}: {e}");
+                    *stdin = None;
+                }
+            }
+            Some(None) => warning!("dropping stdin for process {process}: its stdin is not open"),
+            None => debug!("dropping stdin for process {process}, which is not running"),
+        }
+    }
+
+    /// The host's terminal for `process` changed size.
+    pub fn resize(&self, process: u32, size: WindowSize) {
         let table = self.lock();
-        match table.get(&process).map(|e| e.stdin.as_ref()) {
-            Some(Some(queue)) => queue.push(process, bytes),
-            Some(None) => {
-                warning!("dropping stdin for process {process}: its stdin is not open");
-                Ok(())
+        match table.get(&process).and_then(|e| e.terminal.as_ref()) {
+            Some(master) => {
+                if let Err(e) = process::resize(master, size) {
+                    warning!("resize the terminal of process {process}: {e}");
+                }
             }
-            None => {
-                debug!("dropping stdin for process {process}, which is not running");
-                Ok(())
-            }
+            None => debug!("resize for process {process}, which has no terminal"),
         }
     }
 
@@ -287,16 +371,9 @@ mod tests {
     }
 
     fn add(session: &Session, process: u32, pid: i32, started: bool) {
-        session.lock().insert(
-            process,
-            Entry {
-                pid: Pid::from_raw(pid),
-                started,
-                outputs_open: OUTPUT_STREAMS,
-                exit_code: None,
-                stdin: None,
-            },
-        );
+        let mut entry = Entry::new(Pid::from_raw(pid), OUTPUT_STREAMS);
+        entry.started = started;
+        session.lock().insert(process, entry);
     }
 
     fn exited(process: u32, exit_code: i32) -> Frame {
@@ -334,8 +411,8 @@ mod tests {
     fn stdin_without_a_queue_is_dropped() {
         let (s, path) = session("stdin");
         add(&s, 2, 6000, true);
-        assert!(s.stdin_data(2, b"x".to_vec()).is_ok());
-        assert!(s.stdin_data(3, b"x".to_vec()).is_ok());
+        s.stdin_data(2, b"x".to_vec());
+        s.stdin_data(3, b"x".to_vec());
         s.stdin_eof(2);
         assert!(sent(&path).is_empty());
     }

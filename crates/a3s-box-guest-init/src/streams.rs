@@ -24,6 +24,8 @@ pub fn forward_output(session: &Session, process: u32, stream: StdStream, mut pi
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A terminal's master side reads EIO once every slave is closed.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) => {
                 warning!("read {stream:?} of process {process}: {e}");
                 break;

@@ -7,6 +7,7 @@
 //! - [`home`]: where state and boot assets live;
 //! - [`manager`]: the operations the CLI and SDK call.
 
+pub mod copy;
 pub mod guest;
 pub mod home;
 pub mod image;

@@ -57,6 +57,16 @@ pub enum Command {
     Inspect(BoxesArgs),
     /// Wait for boxes to stop; print their exit codes.
     Wait(BoxesArgs),
+    /// Run a command in a running box.
+    Exec(ExecArgs),
+    /// Attach to a running box's main process (detach with Ctrl-P Ctrl-Q).
+    Attach(AttachArgs),
+    /// Copy files between a box and the host (BOX:PATH, `-` for a tar stream).
+    Cp(CpArgs),
+    /// Show the processes of a box.
+    Top(TopArgs),
+    /// Show resource usage of boxes.
+    Stats(StatsArgs),
     /// Show the accelerator, kernel and versions this host uses.
     Info(InfoArgs),
     /// Show the version.
@@ -154,6 +164,14 @@ pub struct RunArgs {
     /// Log guest-init's progress to the VM console.
     #[arg(long, hide = true)]
     pub debug_guest: bool,
+
+    /// Keep stdin open and connect it to the workload.
+    #[arg(short, long)]
+    pub interactive: bool,
+
+    /// Give the workload a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
 
     #[command(flatten)]
     pub vm: VmArgs,
@@ -299,4 +317,101 @@ pub struct PruneArgs {
 pub enum SystemCommand {
     /// Remove stopped boxes and cached root images.
     Prune(PruneArgs),
+}
+
+/// `a3s-box exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open and connect it to the process.
+    #[arg(short, long)]
+    pub interactive: bool,
+
+    /// Give the process a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+
+    /// Start the process and return at once.
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// User: uid, uid:gid, name or name:group (default: the box's user).
+    #[arg(short, long)]
+    pub user: Option<String>,
+
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Read environment variables from a file.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Working directory (default: the box's).
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// The box.
+    #[arg(value_name = "BOX")]
+    pub target: String,
+
+    /// COMMAND [ARG...].
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+/// `a3s-box attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not connect our stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+
+    /// The box.
+    #[arg(value_name = "BOX")]
+    pub target: String,
+}
+
+/// `a3s-box cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// BOX:SRC or a host path (`-`: a tar stream on stdin).
+    pub src: String,
+    /// BOX:DST or a host path (`-`: a tar stream on stdout).
+    pub dst: String,
+}
+
+/// `a3s-box top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The box.
+    #[arg(value_name = "BOX")]
+    pub target: String,
+
+    /// Options for the box's own `ps` (default: a built-in `ps -ef`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
+}
+
+/// `a3s-box stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one sample and exit.
+    #[arg(long)]
+    pub no_stream: bool,
+
+    /// Show all boxes (default: running ones).
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+
+    /// Boxes (default: all running).
+    pub boxes: Vec<String>,
 }

@@ -69,6 +69,11 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Wait(args) => commands::lifecycle::wait(args),
         Command::Inspect(args) => commands::lifecycle::inspect(args),
         Command::Ps(args) => commands::ps::ps(args),
+        Command::Exec(args) => block_on(commands::exec::exec(args))?,
+        Command::Attach(args) => block_on(commands::exec::attach(args))?,
+        Command::Cp(_) | Command::Top(_) | Command::Stats(_) => {
+            anyhow::bail!("not implemented yet")
+        }
         Command::Logs(args) => commands::logs::logs(args),
         Command::Info(args) => commands::info::run(args).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),
@@ -80,10 +85,14 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(f))
+        .build()?;
+    let out = runtime.block_on(f);
+    // A read of our stdin may still be blocked in a helper thread; it must
+    // not keep the command from exiting.
+    runtime.shutdown_background();
+    Ok(out)
 }
 
 /// One line with the cause chain; the VM console tail after it when we have one.

@@ -25,8 +25,33 @@ pub enum HostMessage {
         /// Signal number.
         signal: i32,
     },
+    /// Start another process in the running box's namespaces (`exec`, and
+    /// guest-init's built-in helpers).
+    Exec(ProcessSpec),
+    /// The terminal of a process with a PTY changed size.
+    Resize {
+        /// Process id (host-chosen).
+        process: u32,
+        /// The new size.
+        size: WindowSize,
+    },
     /// Every exit is received: sync the disks and power off.
     Shutdown,
+}
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl Default for WindowSize {
+    fn default() -> Self {
+        WindowSize { rows: 24, cols: 80 }
+    }
 }
 
 /// Guest → host.
@@ -96,6 +121,14 @@ pub struct ProcessSpec {
     pub user: Option<String>,
     /// Whether the host will send stdin; otherwise stdin is /dev/null.
     pub stdin: bool,
+    /// Run on a new pseudo-terminal of this size: stdin, stdout and stderr
+    /// are its slave side, and all output arrives on the stdout stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<WindowSize>,
+    /// Run guest-init's own built-in helper named by `executable` (`cp`,
+    /// `top` and `stats` use these) instead of a program of the box.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builtin: bool,
 }
 
 /// Everything the guest needs at boot.

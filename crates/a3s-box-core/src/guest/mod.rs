@@ -16,10 +16,12 @@
 mod frame;
 pub mod message;
 
-pub use frame::{Frame, FrameError, FrameHeader, StdStream, FRAME_HEADER_BYTES};
+pub use frame::{
+    Frame, FrameError, FrameHeader, StdStream, FRAME_HEADER_BYTES, MAX_SKIPPABLE_PAYLOAD_BYTES,
+};
 
 /// Version of the wire protocol; both sides must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Name of the virtio-serial port carrying the protocol.
 pub const AGENT_PORT_NAME: &str = "a3s.agent";

@@ -20,7 +20,8 @@ use nix::errno::Errno;
 use super::box_fs::{dev_nodes, mount_all, BASE_MOUNTS, LATE_MOUNTS};
 use super::plan::{Stage, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 use super::sys::{
-    chdir, check_long, mkdir, mount, pivot_root, reset_signals, set_umask, sethostname, stdio,
+    chdir, check_long, controlling_terminal, enter_root, exec_fd, mkdir, mount, pivot_root,
+    reset_signals, set_umask, sethostname, setns, stdio,
 };
 
 /// Size of a failure report: stage byte + little-endian errno.
@@ -49,6 +50,23 @@ pub struct ChildFds {
     pub stderr: RawFd,
     /// Write end of the report pipe.
     pub report: RawFd,
+    /// Slave side of the process's pseudo-terminal: when set it is stdin,
+    /// stdout, stderr and the controlling terminal.
+    pub terminal: Option<RawFd>,
+}
+
+/// Descriptors of a running box's namespaces and root, for a process that
+/// joins the box instead of creating it.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinFds {
+    /// Mount namespace.
+    pub mnt: RawFd,
+    /// UTS namespace.
+    pub uts: RawFd,
+    /// IPC namespace.
+    pub ipc: RawFd,
+    /// The box's root directory.
+    pub root: RawFd,
 }
 
 /// Everything the child needs, allocated before `clone`.
@@ -69,6 +87,8 @@ pub struct ChildPlan {
     uid: libc::uid_t,
     gid: libc::gid_t,
     fds: ChildFds,
+    join: Option<JoinFds>,
+    exe: Option<RawFd>,
 }
 
 /// What [`ChildPlan::new`] is built from.
@@ -92,6 +112,10 @@ pub struct ChildInput<'a> {
     pub creds: &'a Credentials,
     /// Pipes.
     pub fds: ChildFds,
+    /// Join a running box (`None`: create the box's namespaces and root).
+    pub join: Option<JoinFds>,
+    /// Execute this open file instead of searching `candidates`.
+    pub exe: Option<RawFd>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -133,6 +157,8 @@ impl ChildPlan {
             uid: input.creds.uid,
             gid: input.creds.gid,
             fds: input.fds,
+            join: input.join,
+            exe: input.exe,
         })
     }
 }
@@ -183,9 +209,9 @@ fn credentials(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     at(Stage::SetUid, check_long(rc))
 }
 
-fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
-    reset_signals();
-    set_umask(0);
+/// Create the box: private mounts, hostname, the pivot into its root and
+/// its kernel filesystems.
+fn create_box(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     let private = libc::MS_REC | libc::MS_PRIVATE;
     at(
         Stage::MountPrivate,
@@ -195,8 +221,32 @@ fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     at(Stage::PivotRoot, pivot_root(&p.root))?;
     mount_all(&BASE_MOUNTS)?;
     at(Stage::DevNodes, dev_nodes())?;
-    mount_all(&LATE_MOUNTS)?;
-    at(Stage::Stdio, stdio(p.fds.stdin, p.fds.stdout, p.fds.stderr))?;
+    mount_all(&LATE_MOUNTS)
+}
+
+/// Join the running box: its mount, UTS and IPC namespaces (the PID
+/// namespace was chosen by the cloning thread) and its root.
+fn join_box(j: &JoinFds) -> Result<(), (Stage, Errno)> {
+    at(Stage::JoinBox, setns(j.mnt, libc::CLONE_NEWNS))?;
+    at(Stage::JoinBox, setns(j.uts, libc::CLONE_NEWUTS))?;
+    at(Stage::JoinBox, setns(j.ipc, libc::CLONE_NEWIPC))?;
+    at(Stage::EnterRoot, enter_root(j.root))
+}
+
+fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
+    reset_signals();
+    set_umask(0);
+    match &p.join {
+        None => create_box(p)?,
+        Some(j) => join_box(j)?,
+    }
+    match p.fds.terminal {
+        Some(tty) => {
+            at(Stage::Terminal, controlling_terminal(tty))?;
+            at(Stage::Stdio, stdio(Some(tty), tty, tty))?;
+        }
+        None => at(Stage::Stdio, stdio(p.fds.stdin, p.fds.stdout, p.fds.stderr))?,
+    }
     for dir in &p.workdir_dirs {
         at(Stage::MakeWorkdir, mkdir(dir, 0o755))?;
     }
@@ -209,6 +259,9 @@ fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
 /// Try each candidate like `execvp`: a missing file moves on, a permission
 /// error is remembered, any other error stops. Returns only on failure.
 fn exec(p: &ChildPlan) -> Errno {
+    if let Some(fd) = p.exe {
+        return exec_fd(fd, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+    }
     let mut saw_eacces = false;
     for path in &p.candidates {
         // SAFETY: `path` is NUL-terminated; argv and envp are null-terminated
@@ -255,7 +308,10 @@ mod tests {
                 stdout: 1,
                 stderr: 2,
                 report: 3,
+                terminal: None,
             },
+            join: None,
+            exe: None,
         })
     }
 

@@ -13,22 +13,143 @@ mod sys;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::OnceLock;
 
-use a3s_box_core::guest::message::ProcessSpec;
+use a3s_box_core::guest::message::{ProcessSpec, WindowSize};
 use a3s_box_core::user::{self, Credentials, UserSpec};
 use a3s_box_core::BoxError;
-use nix::fcntl::OFlag;
-use nix::sched::{clone, CloneFlags};
-use nix::unistd::{pipe2, Pid};
+use nix::fcntl::{open, OFlag};
+use nix::pty::{openpty, Winsize};
+use nix::sched::{clone, setns, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{dup, pipe2, Pid};
 
-use self::child::{ChildFds, ChildInput, ChildPlan, REPORT_BYTES};
+use self::child::{ChildFds, ChildInput, ChildPlan, JoinFds, REPORT_BYTES};
 use self::plan::{SpawnFailure, Stage};
 use crate::boot::BOX_ROOT;
 use crate::error::errno_of;
 
 /// Stack of the cloned child until it execs (it runs only [`child::run`]).
 const CHILD_STACK_BYTES: usize = 128 * 1024;
+
+/// `argv[0]` of guest-init re-executed as one of its built-in helpers.
+pub const HELPER_ARGV0: &str = "a3s-box-helper";
+
+/// guest-init's own executable, opened once at start for the helpers.
+static SELF_EXE: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Open guest-init's own executable so helpers can run after the initramfs
+/// is out of sight (inside the box's root).
+pub fn open_self_exe() -> Result<(), crate::error::InitError> {
+    use crate::error::Context;
+    let fd = open(
+        "/proc/self/exe",
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context(|| "open /proc/self/exe".into())?;
+    // SAFETY: `open` returned a new descriptor that nothing else owns.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let _ = SELF_EXE.set(fd);
+    Ok(())
+}
+
+/// The namespaces and root of the running box, for processes that join it.
+#[derive(Debug)]
+pub struct BoxNamespaces {
+    pid: OwnedFd,
+    /// guest-init's own PID namespace, to return to after cloning.
+    own_pid: OwnedFd,
+    mnt: OwnedFd,
+    uts: OwnedFd,
+    ipc: OwnedFd,
+    root: OwnedFd,
+}
+
+fn open_fd(path: &str, flags: OFlag) -> Result<OwnedFd, SpawnFailure> {
+    let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| SpawnFailure::setup(format!("the box is not running ({path}: {e})")))?;
+    // SAFETY: `open` returned a new descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+impl BoxNamespaces {
+    /// Those of the box whose first process is `pid`.
+    pub fn of(pid: Pid) -> Result<Self, SpawnFailure> {
+        let ns = |name: &str| open_fd(&format!("/proc/{pid}/ns/{name}"), OFlag::O_RDONLY);
+        Ok(BoxNamespaces {
+            pid: ns("pid")?,
+            own_pid: open_fd("/proc/self/ns/pid", OFlag::O_RDONLY)?,
+            mnt: ns("mnt")?,
+            uts: ns("uts")?,
+            ipc: ns("ipc")?,
+            root: open_fd(
+                &format!("/proc/{pid}/root"),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            )?,
+        })
+    }
+
+    /// Clone `f`'s children into the box's PID namespace: the calling
+    /// thread's namespace for children is the box's while `f` runs (the
+    /// thread itself stays where it is), and guest-init's again after, as
+    /// the kernel refuses to start threads otherwise.
+    fn in_pid_namespace<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, SpawnFailure>,
+    ) -> Result<T, SpawnFailure> {
+        setns(self.pid.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(|e| SpawnFailure::setup(format!("join the box's PID namespace: {e}")))?;
+        let out = f();
+        if let Err(e) = setns(self.own_pid.as_fd(), CloneFlags::CLONE_NEWPID) {
+            // Threads could no longer be started: PID 1 cannot go on.
+            crate::power::fatal(None, &format!("leave the box's PID namespace: {e}"));
+        }
+        out
+    }
+
+    fn join_fds(&self) -> JoinFds {
+        JoinFds {
+            mnt: self.mnt.as_raw_fd(),
+            uts: self.uts.as_raw_fd(),
+            ipc: self.ipc.as_raw_fd(),
+            root: self.root.as_raw_fd(),
+        }
+    }
+}
+
+fn terminal(size: WindowSize) -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
+    let winsize = Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&winsize), None)
+        .map_err(|e| SpawnFailure::setup(format!("open a pseudo-terminal: {e}")))?;
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| SpawnFailure::setup(format!("pseudo-terminal: {e}")))?;
+    }
+    Ok((pty.master, pty.slave))
+}
+
+/// Set the window size of a process's terminal (its master side).
+pub fn resize(master: &File, size: WindowSize) -> nix::Result<()> {
+    let winsize = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct that outlives the call.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
+    nix::errno::Errno::result(rc).map(drop)
+}
 
 /// A process ready to clone: its plan and the pipes.
 #[derive(Debug)]
@@ -40,6 +161,7 @@ pub struct Prepared {
     report: OwnedFd,
     executable: String,
     workdir: String,
+    joins: bool,
 }
 
 /// The parent's ends of a process's standard streams.
@@ -47,10 +169,12 @@ pub struct Prepared {
 pub struct Streams {
     /// Write end of stdin, when the host sends stdin.
     pub stdin: Option<File>,
-    /// Read end of stdout.
+    /// Read end of stdout (the terminal's master side for a PTY).
     pub stdout: File,
-    /// Read end of stderr.
-    pub stderr: File,
+    /// Read end of stderr (none for a PTY: everything arrives on stdout).
+    pub stderr: Option<File>,
+    /// The terminal's master side, for resizing.
+    pub terminal: Option<File>,
 }
 
 /// A cloned child that has not yet reported whether it exec'd.
@@ -98,23 +222,50 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
     pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnFailure::setup(format!("pipe: {e}")))
 }
 
-/// Everything up to `clone`: credentials, environment, C strings, pipes.
-pub fn prepare(hostname: &str, spec: &ProcessSpec) -> Result<Prepared, SpawnFailure> {
-    let creds = credentials(spec.user.as_deref())?;
-    let env = plan::build_env(&spec.env, hostname, &creds.home);
-    let path = plan::env_get(&env, "PATH").unwrap_or(plan::DEFAULT_PATH);
-    let candidates = plan::exec_candidates(&spec.executable, path);
-    let workdir_dirs = plan::workdir_prefixes(&spec.workdir);
-    let workdir = workdir_dirs.last().map_or("/", String::as_str).to_string();
-    let argv: Vec<String> = [&spec.executable]
-        .into_iter()
-        .chain(&spec.args)
-        .cloned()
-        .collect();
+/// The parent's and the child's ends of a process's standard streams.
+struct Wiring {
+    streams: Streams,
+    child_ends: Vec<OwnedFd>,
+    fds: ChildFds,
+}
 
+fn dup_file(fd: &OwnedFd) -> Result<File, SpawnFailure> {
+    let copy = dup(fd.as_raw_fd()).map_err(|e| SpawnFailure::setup(format!("dup: {e}")))?;
+    nix::fcntl::fcntl(
+        copy,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| SpawnFailure::setup(format!("dup: {e}")))?;
+    // SAFETY: `dup` returned a new descriptor that nothing else owns.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(copy) })
+}
+
+/// Pipes, or a pseudo-terminal, between guest-init and the process.
+fn wire(spec: &ProcessSpec, report: &OwnedFd) -> Result<Wiring, SpawnFailure> {
+    if let Some(size) = spec.terminal {
+        let (master, slave) = terminal(size)?;
+        let fds = ChildFds {
+            stdin: None,
+            stdout: slave.as_raw_fd(),
+            stderr: slave.as_raw_fd(),
+            report: report.as_raw_fd(),
+            terminal: Some(slave.as_raw_fd()),
+        };
+        let stdin = spec.stdin.then(|| dup_file(&master)).transpose()?;
+        let resize = dup_file(&master)?;
+        return Ok(Wiring {
+            streams: Streams {
+                stdin,
+                stdout: File::from(master),
+                stderr: None,
+                terminal: Some(resize),
+            },
+            child_ends: vec![slave],
+            fds,
+        });
+    }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (report_r, report_w) = pipe()?;
     let (stdin_r, stdin_w) = match spec.stdin {
         true => pipe().map(|(r, w)| (Some(r), Some(w)))?,
         false => (None, None),
@@ -123,8 +274,57 @@ pub fn prepare(hostname: &str, spec: &ProcessSpec) -> Result<Prepared, SpawnFail
         stdin: stdin_r.as_ref().map(AsRawFd::as_raw_fd),
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
-        report: report_w.as_raw_fd(),
+        report: report.as_raw_fd(),
+        terminal: None,
     };
+    Ok(Wiring {
+        streams: Streams {
+            stdin: stdin_w.map(File::from),
+            stdout: File::from(out_r),
+            stderr: Some(File::from(err_r)),
+            terminal: None,
+        },
+        child_ends: [Some(out_w), Some(err_w), stdin_r]
+            .into_iter()
+            .flatten()
+            .collect(),
+        fds,
+    })
+}
+
+/// Everything up to `clone`: credentials, environment, C strings, pipes.
+/// With `join`, the process joins that running box instead of creating it.
+pub fn prepare(
+    hostname: &str,
+    spec: &ProcessSpec,
+    join: Option<&BoxNamespaces>,
+) -> Result<Prepared, SpawnFailure> {
+    let creds = credentials(spec.user.as_deref())?;
+    let env = plan::build_env(&spec.env, hostname, &creds.home);
+    let path = plan::env_get(&env, "PATH").unwrap_or(plan::DEFAULT_PATH);
+    let (candidates, exe, argv0) = if spec.builtin {
+        let exe = SELF_EXE
+            .get()
+            .ok_or_else(|| SpawnFailure::setup("guest-init's helpers are not available"))?;
+        (Vec::new(), Some(exe.as_raw_fd()), HELPER_ARGV0)
+    } else {
+        let candidates = plan::exec_candidates(&spec.executable, path);
+        (candidates, None, spec.executable.as_str())
+    };
+    let workdir_dirs = plan::workdir_prefixes(&spec.workdir);
+    let workdir = workdir_dirs.last().map_or("/", String::as_str).to_string();
+    let mut argv = vec![argv0.to_string()];
+    if spec.builtin {
+        argv.push(spec.executable.clone());
+    }
+    argv.extend(spec.args.iter().cloned());
+
+    let (report_r, report_w) = pipe()?;
+    let Wiring {
+        streams,
+        mut child_ends,
+        fds,
+    } = wire(spec, &report_w)?;
     let plan = ChildPlan::new(ChildInput {
         hostname,
         root: BOX_ROOT,
@@ -135,29 +335,32 @@ pub fn prepare(hostname: &str, spec: &ProcessSpec) -> Result<Prepared, SpawnFail
         env: &env,
         creds: &creds,
         fds,
+        join: join.map(BoxNamespaces::join_fds),
+        exe,
     })
     .map_err(SpawnFailure::setup)?;
-    let child_ends = [Some(out_w), Some(err_w), Some(report_w), stdin_r]
-        .into_iter()
-        .flatten()
-        .collect();
+    child_ends.push(report_w);
     Ok(Prepared {
         plan,
         child_ends,
-        streams: Streams {
-            stdin: stdin_w.map(File::from),
-            stdout: File::from(out_r),
-            stderr: File::from(err_r),
-        },
+        streams,
         report: report_r,
+        joins: join.is_some(),
         executable: spec.executable.clone(),
         workdir: spec.workdir.clone(),
     })
 }
 
 impl Prepared {
-    /// Clone the child into its own namespaces.
-    pub fn clone_child(self) -> Result<Launched, SpawnFailure> {
+    /// Clone the child: into new namespaces, or into those of `join`.
+    pub fn clone_child(self, join: Option<&BoxNamespaces>) -> Result<Launched, SpawnFailure> {
+        match join {
+            Some(ns) => ns.in_pid_namespace(|| self.clone_now()),
+            None => self.clone_now(),
+        }
+    }
+
+    fn clone_now(self) -> Result<Launched, SpawnFailure> {
         let Prepared {
             plan,
             child_ends,
@@ -165,12 +368,19 @@ impl Prepared {
             report,
             executable,
             workdir,
+            joins,
         } = self;
         let mut stack = vec![0u8; CHILD_STACK_BYTES];
-        let flags = CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC;
+        let flags = if joins {
+            // The namespaces are joined in the child (the PID namespace by
+            // the cloning thread, see `BoxNamespaces::adopt_pid_namespace`).
+            CloneFlags::empty()
+        } else {
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWPID
+                | CloneFlags::CLONE_NEWUTS
+                | CloneFlags::CLONE_NEWIPC
+        };
         // SAFETY: without CLONE_VM the child gets a copy of this address
         // space, so `plan` and `stack` stay valid in it. The child runs only
         // `child::run`, which makes async-signal-safe system calls on data

@@ -109,9 +109,15 @@ pub enum Stage {
     Workdir,
     /// Executing the program.
     Exec,
+    /// Joining the running box's namespaces.
+    JoinBox,
+    /// Entering the running box's root.
+    EnterRoot,
+    /// Making the terminal the controlling terminal of a new session.
+    Terminal,
 }
 
-const STAGES: [Stage; 16] = [
+const STAGES: [Stage; 19] = [
     Stage::MountPrivate,
     Stage::Hostname,
     Stage::PivotRoot,
@@ -128,6 +134,9 @@ const STAGES: [Stage; 16] = [
     Stage::SetUid,
     Stage::Workdir,
     Stage::Exec,
+    Stage::JoinBox,
+    Stage::EnterRoot,
+    Stage::Terminal,
 ];
 
 impl Stage {
@@ -154,6 +163,9 @@ impl Stage {
             Stage::SetUid => "setuid",
             Stage::Workdir => "chdir to working directory",
             Stage::Exec => "exec",
+            Stage::JoinBox => "join the box's namespaces",
+            Stage::EnterRoot => "enter the box root",
+            Stage::Terminal => "set up the terminal",
         }
     }
 }

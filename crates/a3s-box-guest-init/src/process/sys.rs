@@ -117,3 +117,50 @@ pub(super) fn sethostname(name: &CStr) -> Result<(), Errno> {
     // SAFETY: the pointer and length describe the bytes of `name`.
     check(unsafe { libc::sethostname(name.as_ptr(), name.to_bytes().len()) })
 }
+
+pub(super) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+    // SAFETY: setns only reads the descriptor and changes this process's
+    // namespaces.
+    check(unsafe { libc::setns(fd, nstype) })
+}
+
+/// Make the directory `fd` names the process root (and working directory).
+pub(super) fn enter_root(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: fchdir takes a descriptor; the path is a string literal.
+    check(unsafe { libc::fchdir(fd) })?;
+    // SAFETY: the path is a NUL-terminated string literal.
+    check(unsafe { libc::chroot(c".".as_ptr()) })
+}
+
+/// Start a new session whose controlling terminal is `tty`.
+pub(super) fn controlling_terminal(tty: RawFd) -> Result<(), Errno> {
+    // SAFETY: setsid and ioctl(TIOCSCTTY) take plain integers.
+    unsafe {
+        if libc::setsid() == -1 {
+            return Err(Errno::last());
+        }
+        check(libc::ioctl(tty, libc::TIOCSCTTY, 0))
+    }
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: run the program `fd`
+/// names. Returns only on failure.
+pub(super) fn exec_fd(
+    fd: RawFd,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> Errno {
+    // SAFETY: the path is an empty string literal; argv and envp are
+    // null-terminated arrays the caller owns.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv,
+            envp,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}

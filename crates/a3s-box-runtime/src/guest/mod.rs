@@ -2,4 +2,4 @@
 
 mod connection;
 
-pub use connection::{connect, FrameReader, FrameWriter};
+pub use connection::{connect, split, FrameReader, FrameWriter};

@@ -1,8 +1,12 @@
 //! The public API of the runtime: what the CLI (and later the SDK) call.
 
 mod boxes;
+pub mod client;
+mod drive;
+pub mod exec;
 mod images;
 mod info;
+mod mux;
 mod run;
 mod supervise;
 mod vm;
@@ -14,6 +18,7 @@ pub use images::{
     ENV_INSECURE_REGISTRIES,
 };
 pub use info::{info, Info};
+pub use mux::MAIN_PROCESS;
 pub use run::run_foreground;
 pub use supervise::{supervise, ShimRequest, CONTROL_SOCKET};
 pub use vm::{run_vm, Control, OutputSink, RunIo, RunOptions, EXIT_KILLED};

@@ -21,8 +21,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 
+use super::exec;
 use super::vm::{run_vm, Control, OutputSink, RunIo};
 use crate::state::log::LogWriter;
 use crate::state::{BoxStore, LOG_FILE, SHIM_LOCK};
@@ -31,6 +32,8 @@ use crate::state::{BoxStore, LOG_FILE, SHIM_LOCK};
 pub const CONTROL_SOCKET: &str = "control.sock";
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long clients get to receive their last frames when the box ends.
+const CLIENT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A request on the control socket (one JSON line; the reply is `ok` or an error line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,10 +48,10 @@ pub enum ShimRequest {
     },
 }
 
-type Current = Arc<Mutex<Option<UnboundedSender<Control>>>>;
+type Current = exec::ControlSlot;
 
 fn send_current(current: &Current, control: Control) {
-    if let Some(tx) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    if let Some(tx) = exec::current(current) {
         let _ = tx.send(control);
     }
 }
@@ -131,6 +134,16 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
         dir.to_path_buf(),
         current.clone(),
     ));
+    let exec_socket = dir.join(exec::EXEC_SOCKET);
+    let _ = std::fs::remove_file(&exec_socket);
+    let exec_listener =
+        UnixListener::bind(&exec_socket).map_err(|e| BoxError::io("bind exec socket", e))?;
+    let connections = exec::Connections::default();
+    tokio::spawn(exec::serve(
+        exec_listener,
+        current.clone(),
+        connections.clone(),
+    ));
 
     let shim_pid = std::process::id();
     let accelerator = crate::vmm::AccelChoice::from_str(&record.config.options.accel)
@@ -205,8 +218,10 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             break;
         }
     }
+    connections.drain(CLIENT_DRAIN).await;
     let _ = store.update_dir(dir, |s| s.shim_pid = None);
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&exec_socket);
     if record.config.auto_remove {
         let rec = store.load_dir(dir)?;
         store.remove(&rec)?;

@@ -5,23 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use a3s_box_core::guest::message::{
-    BootSpec, GuestMessage, HostMessage, Message, ProcessSpec, RootSpec,
-};
-use a3s_box_core::guest::{Frame, StdStream, PROTOCOL_VERSION};
+use a3s_box_core::guest::message::{BootSpec, ProcessSpec, RootSpec, WindowSize};
+use a3s_box_core::guest::{Frame, StdStream};
 use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::drive::Session;
 use super::log_tail;
-use crate::guest::{self, FrameReader, FrameWriter};
+use super::mux::{ClientTx, MAIN_PROCESS};
+use crate::guest;
 use crate::home::{Assets, Home};
 use crate::rootfs;
 use crate::vmm::accel;
-use crate::vmm::qemu::{QemuConfig, QemuHandler, QemuProvider};
+use crate::vmm::qemu::{QemuConfig, QemuProvider};
 
-/// The main process always has this id on the wire.
-const MAIN_PROCESS: u32 = 1;
 /// Time for QEMU to create its socket.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from QEMU start to the guest's hello. Generous: software emulation
@@ -62,6 +60,12 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// Print guest-init's progress on the console log.
     pub debug: bool,
+    /// Keep the main process's stdin open for attached clients (`-i`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Give the main process a pseudo-terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Whether the VM has storage outside its own RAM that a hard stop could
@@ -76,13 +80,44 @@ pub trait OutputSink {
     fn write(&mut self, stream: StdStream, bytes: &[u8]);
 }
 
-/// What the supervisor may ask of a running box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the supervisor and the box's clients may ask of a running box.
+#[derive(Debug)]
 pub enum Control {
     /// Deliver a signal to the workload.
     Signal(i32),
     /// Kill the VM now.
     Kill,
+    /// Start `spec` in the box as `process`; its frames go to `tx`.
+    Exec {
+        /// Host-chosen process id (unique per box, never [`MAIN_PROCESS`]).
+        process: u32,
+        /// What to run.
+        spec: ProcessSpec,
+        /// The client's frames.
+        tx: ClientTx,
+        /// Keep the process when the client goes.
+        detach: bool,
+    },
+    /// Attach client `client` to the main process.
+    Attach {
+        /// Client id (from the same counter as exec process ids).
+        client: u32,
+        /// The client's frames.
+        tx: ClientTx,
+        /// Whether it writes the main process's stdin.
+        stdin: bool,
+        /// Send the recent output of the main process first.
+        replay: bool,
+    },
+    /// A frame from client `id`.
+    Input {
+        /// The exec process or attached client id.
+        id: u32,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Client `id` went away.
+    Gone(u32),
 }
 
 /// The supervisor's side of one VM run.
@@ -101,7 +136,7 @@ impl std::fmt::Debug for RunIo<'_> {
     }
 }
 
-fn vm_error(message: impl Into<String>, console: &Path) -> BoxError {
+pub(super) fn vm_error(message: impl Into<String>, console: &Path) -> BoxError {
     let tail = log_tail(console, CONSOLE_TAIL_LINES);
     BoxError::Vmm {
         message: message.into(),
@@ -175,7 +210,7 @@ pub async fn run_vm(
     tracing::debug!(pid = vm.pid(), "QEMU started");
     let qemu_log = dir.join("qemu.log");
     let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
-    let (mut reader, mut writer) = match connected {
+    let (reader, mut writer) = match connected {
         Ok(pair) => pair,
         Err(e) => {
             let _ = vm.stop(libc::SIGKILL, 0);
@@ -208,7 +243,9 @@ pub async fn run_vm(
             env: spec.entrypoint.env.clone(),
             workdir: spec.workdir.clone(),
             user: spec.user.clone(),
-            stdin: false,
+            stdin: opts.stdin,
+            terminal: opts.tty.then(WindowSize::default),
+            builtin: false,
         },
     };
     let boot_timeout = std::env::var("A3S_BOX_BOOT_TIMEOUT_SECS")
@@ -217,7 +254,7 @@ pub async fn run_vm(
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_BOOT_TIMEOUT);
     let session = Session {
-        reader: &mut reader,
+        frames: super::drive::read_frames(reader),
         writer: &mut writer,
         console: &console,
         vm: &mut vm,
@@ -244,139 +281,4 @@ pub async fn run_vm(
         eprintln!("--- VM console ---\n{}", log_tail(&console, usize::MAX));
     }
     outcome
-}
-
-struct Session<'a> {
-    reader: &'a mut FrameReader,
-    writer: &'a mut FrameWriter,
-    console: &'a Path,
-    vm: &'a mut QemuHandler,
-}
-
-impl Session<'_> {
-    async fn send(&mut self, msg: HostMessage) -> Result<()> {
-        self.writer
-            .send(&Frame::Control(Message::Host(msg)))
-            .await
-            .map_err(|e| vm_error(format!("lost the guest channel: {e}"), self.console))
-    }
-
-    async fn next(&mut self) -> Result<Frame> {
-        match self.reader.next().await {
-            Ok(Some(frame)) => Ok(frame),
-            Ok(None) => Err(vm_error(
-                "the VM stopped before the workload finished",
-                self.console,
-            )),
-            Err(e) => Err(vm_error(
-                format!("bad frame from the guest: {e}"),
-                self.console,
-            )),
-        }
-    }
-
-    async fn drive(
-        mut self,
-        boot: BootSpec,
-        boot_timeout: Duration,
-        mut io: RunIo<'_>,
-    ) -> Result<i32> {
-        // The boot spec goes out at once, before the guest's hello: it waits
-        // in the channel and guest-init reads it right after saying hello,
-        // which saves a round trip. The hello is still checked before any
-        // output is trusted.
-        self.send(HostMessage::Boot(boot)).await?;
-        let hello = tokio::time::timeout(boot_timeout, self.next())
-            .await
-            .map_err(|_| {
-                vm_error(
-                    format!(
-                        "the VM did not become ready within {}s",
-                        boot_timeout.as_secs()
-                    ),
-                    self.console,
-                )
-            })??;
-        match hello {
-            Frame::Control(Message::Guest(GuestMessage::Hello { version, kernel })) => {
-                if version != PROTOCOL_VERSION {
-                    return Err(BoxError::Guest(format!(
-                        "guest-init speaks protocol {version}, this a3s-box speaks {PROTOCOL_VERSION}: rebuild the initramfs (make setup)"
-                    )));
-                }
-                tracing::debug!(%kernel, "guest ready");
-            }
-            other => return Err(BoxError::Guest(format!("expected hello, got {other:?}"))),
-        }
-
-        loop {
-            let frame = tokio::select! {
-                frame = self.next() => frame?,
-                Some(control) = io.controls.recv() => {
-                    match control {
-                        Control::Signal(signal) => {
-                            self.send(HostMessage::Signal { process: MAIN_PROCESS, signal }).await?;
-                        }
-                        Control::Kill => {
-                            self.vm.stop(libc::SIGKILL, 0)?;
-                            return Ok(EXIT_KILLED);
-                        }
-                    }
-                    continue;
-                }
-            };
-            match frame {
-                Frame::Data {
-                    process: MAIN_PROCESS,
-                    stream,
-                    bytes,
-                } => {
-                    io.sink.write(stream, &bytes);
-                    let len = bytes.len() as u32;
-                    self.writer
-                        .send(&Frame::Credit {
-                            process: MAIN_PROCESS,
-                            stream,
-                            bytes: len,
-                        })
-                        .await
-                        .map_err(|e| {
-                            vm_error(format!("lost the guest channel: {e}"), self.console)
-                        })?;
-                }
-                Frame::Eof { .. } | Frame::Credit { .. } | Frame::Data { .. } => {}
-                Frame::Control(Message::Guest(msg)) => match msg {
-                    GuestMessage::Started { pid, .. } => {
-                        tracing::debug!(pid, "workload started");
-                        (io.on_started)(pid, self.vm.pid());
-                    }
-                    GuestMessage::SpawnFailed {
-                        exit_code, reason, ..
-                    } => {
-                        io.sink
-                            .write(StdStream::Stderr, format!("a3s-box: {reason}\n").as_bytes());
-                        self.send(HostMessage::Shutdown).await?;
-                        return Ok(exit_code);
-                    }
-                    GuestMessage::Exited { exit_code, .. } => {
-                        tracing::debug!(exit_code, "workload exited");
-                        self.send(HostMessage::Shutdown).await?;
-                        return Ok(exit_code);
-                    }
-                    GuestMessage::Fatal { reason } => {
-                        return Err(vm_error(
-                            format!("guest-init failed: {reason}"),
-                            self.console,
-                        ));
-                    }
-                    GuestMessage::Hello { .. } => {
-                        return Err(BoxError::Guest("unexpected second hello".into()));
-                    }
-                },
-                Frame::Control(Message::Host(_)) => {
-                    return Err(BoxError::Guest("guest sent a host message".into()));
-                }
-            }
-        }
-    }
 }

@@ -403,6 +403,8 @@ mod tests {
             accel: "auto".into(),
             hostname: None,
             debug: false,
+            stdin: false,
+            tty: false,
         }
     }
 

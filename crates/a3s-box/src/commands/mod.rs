@@ -1,11 +1,13 @@
 //! One module per verb: parse → runtime call → render.
 
+pub mod exec;
 pub mod image;
 pub mod info;
 pub mod lifecycle;
 pub mod logs;
 pub mod ps;
 pub mod run;
+pub mod terminal;
 pub mod version;
 
 /// Exit code for errors of a3s-box itself (Docker's convention).

@@ -33,8 +33,16 @@ fn parse_env(items: &[String]) -> Result<Vec<(String, String)>> {
 
 /// `--env-file` files, then `-e` (later settings win, as in Docker).
 fn env_from(args: &RunArgs) -> Result<Vec<(String, String)>> {
+    env_items(&args.env_file, &args.env)
+}
+
+/// The variables of `--env-file` files, then of `-e` flags.
+pub fn env_items(
+    env_files: &[std::path::PathBuf],
+    env: &[String],
+) -> Result<Vec<(String, String)>> {
     let mut items = Vec::new();
-    for file in &args.env_file {
+    for file in env_files {
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
         items.extend(
@@ -44,7 +52,7 @@ fn env_from(args: &RunArgs) -> Result<Vec<(String, String)>> {
                 .map(String::from),
         );
     }
-    items.extend(args.env.iter().cloned());
+    items.extend(env.iter().cloned());
     parse_env(&items)
 }
 
@@ -111,7 +119,11 @@ pub async fn options(args: &RunArgs) -> Result<RunOptions> {
     // Flags first: a bad flag is refused before anything is pulled.
     let memory_mib = parse_memory_mib(&args.memory)?;
     args.vm.accel.parse::<AccelChoice>()?;
-    let env = env_from(args)?;
+    let mut env = env_from(args)?;
+    if args.tty && !env.iter().any(|(k, _)| k == "TERM") {
+        // As Docker does for `-t`.
+        env.push(("TERM".into(), "xterm".into()));
+    }
     let root = root(args, env).await?;
     let options = RunOptions {
         rootfs_dir: root.dir,
@@ -126,6 +138,8 @@ pub async fn options(args: &RunArgs) -> Result<RunOptions> {
         accel: args.vm.accel.clone(),
         hostname: args.hostname.clone(),
         debug: args.debug_guest,
+        stdin: args.interactive,
+        tty: args.tty,
     };
     if options.command.is_empty() {
         bail!("no command given: add -- CMD [ARGS...]");
@@ -164,7 +178,8 @@ pub async fn create(manager: &BoxManager, args: &RunArgs) -> Result<BoxRecord> {
 /// Run and return the exit code for the CLI.
 pub async fn run(args: RunArgs) -> Result<i32> {
     let home = Home::from_env()?;
-    if args.rm && !args.detach && args.name.is_none() && args.labels.is_empty() {
+    let interactive = args.interactive || args.tty;
+    if args.rm && !args.detach && !interactive && args.name.is_none() && args.labels.is_empty() {
         // An anonymous throw-away box: supervised right here, nothing stored.
         return Ok(run_foreground(&home, options(&args).await?).await?);
     }
@@ -183,6 +198,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     if args.detach {
         println!("{}", record.config.id);
         return Ok(0);
+    }
+    if interactive {
+        let record = manager.store().get(&record.config.id)?;
+        let code =
+            super::exec::attach_to(&manager, &record, args.interactive, args.tty, true).await?;
+        return Ok(i32::from(code));
     }
     forward_signals(&manager, &record.config.id);
     let id = record.config.id.clone();

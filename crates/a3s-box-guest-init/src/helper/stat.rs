@@ -1,0 +1,103 @@
+//! `stat PATH`: what is at PATH, so the host can apply `docker cp`'s
+//! destination rules to a path inside the box. Prints one JSON line,
+//! `{"kind":K,"target_kind":K}`: `kind` is PATH itself (a symlink is
+//! `symlink`), `target_kind` what PATH leads to with symlinks followed.
+//! A missing PATH is not an error: its kind is `missing`.
+
+use std::fs::{self, Metadata};
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::HelperError;
+
+/// What a path is, as printed by `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Nothing there (or a dangling symlink, for `target_kind`).
+    Missing,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink (only as `kind`).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+impl PathKind {
+    /// The word printed for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Missing => "missing",
+            PathKind::File => "file",
+            PathKind::Dir => "dir",
+            PathKind::Symlink => "symlink",
+            PathKind::Other => "other",
+        }
+    }
+
+    fn of(meta: io::Result<Metadata>, path: &Path) -> Result<Self, HelperError> {
+        match meta {
+            Ok(m) if m.is_dir() => Ok(PathKind::Dir),
+            Ok(m) if m.is_file() => Ok(PathKind::File),
+            Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
+            Ok(_) => Ok(PathKind::Other),
+            // ENOTDIR: a file where the path needs a directory (`file/x`).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                Ok(PathKind::Missing)
+            }
+            Err(e) => Err(HelperError::io("stat", path)(e)),
+        }
+    }
+}
+
+/// Print the kinds of `path` to `out`.
+pub fn run(path: &Path, out: &mut impl Write) -> Result<(), HelperError> {
+    let kind = PathKind::of(fs::symlink_metadata(path), path)?;
+    let target_kind = PathKind::of(fs::metadata(path), path)?;
+    writeln!(
+        out,
+        "{{\"kind\":\"{}\",\"target_kind\":\"{}\"}}",
+        kind.as_str(),
+        target_kind.as_str()
+    )
+    .map_err(HelperError::io("write", "stdout"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(path: &Path) -> String {
+        let mut out = Vec::new();
+        run(path, &mut out).expect("stat");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn kinds_of_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        fs::write(d.join("f"), b"x").expect("write");
+        std::os::unix::fs::symlink("f", d.join("l")).expect("symlink");
+        std::os::unix::fs::symlink("nowhere", d.join("dangling")).expect("symlink");
+        assert_eq!(stat(d), "{\"kind\":\"dir\",\"target_kind\":\"dir\"}\n");
+        assert_eq!(
+            stat(&d.join("f")),
+            "{\"kind\":\"file\",\"target_kind\":\"file\"}\n"
+        );
+        assert_eq!(
+            stat(&d.join("l")),
+            "{\"kind\":\"symlink\",\"target_kind\":\"file\"}\n"
+        );
+        assert_eq!(
+            stat(&d.join("dangling")),
+            "{\"kind\":\"symlink\",\"target_kind\":\"missing\"}\n"
+        );
+        assert_eq!(
+            stat(&d.join("f/x")),
+            "{\"kind\":\"missing\",\"target_kind\":\"missing\"}\n"
+        );
+    }
+}
