@@ -71,9 +71,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Ps(args) => commands::ps::ps(args),
         Command::Exec(args) => block_on(commands::exec::exec(args))?,
         Command::Attach(args) => block_on(commands::exec::attach(args))?,
-        Command::Cp(_) | Command::Top(_) | Command::Stats(_) => {
-            anyhow::bail!("not implemented yet")
-        }
+        Command::Cp(args) => block_on(commands::cp::cp(args))?,
+        Command::Top(args) => block_on(commands::monitor::top(args))?,
+        Command::Stats(args) => block_on(commands::monitor::stats(args))?,
         Command::Logs(args) => commands::logs::logs(args),
         Command::Info(args) => commands::info::run(args).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),

@@ -13,6 +13,7 @@
 //! checks [`PROTOCOL_VERSION`] before sending anything else. See
 //! `docs/guest-protocol.md`.
 
+pub mod builtin;
 mod frame;
 pub mod message;
 

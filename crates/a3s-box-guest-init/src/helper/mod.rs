@@ -35,16 +35,7 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code of a helper given a bad command line.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Helper names, as the host passes them in `argv[1]`.
-pub const TAR_CREATE: &str = "tar-create";
-/// See [`TAR_CREATE`].
-pub const TAR_EXTRACT: &str = "tar-extract";
-/// See [`TAR_CREATE`].
-pub const PS: &str = "ps";
-/// See [`TAR_CREATE`].
-pub const STATS: &str = "stats";
-/// See [`TAR_CREATE`].
-pub const STAT: &str = "stat";
+pub use a3s_box_core::guest::builtin::{PS, STAT, STATS, TAR_CREATE, TAR_EXTRACT};
 
 /// Run the helper named by `args[0]` with the rest of `args`; returns the
 /// process exit code. Errors are written to stderr as one line.

@@ -4,14 +4,17 @@ mod boxes;
 pub mod client;
 mod drive;
 pub mod exec;
+mod helpers;
 mod images;
 mod info;
 mod mux;
 mod run;
+mod stats;
 mod supervise;
 mod vm;
 
 pub use boxes::{BoxManager, StartError};
+pub use helpers::GuestStats;
 pub use images::{
     human_size, short_name, ArchiveError, ArchiveFormat, HistoryEntry, ImageError, ImageManager,
     ImageSummary, LoadedImage, PruneReport, PullPolicy, Removed, ResolvedImage, AUTH_FILE,
@@ -20,6 +23,7 @@ pub use images::{
 pub use info::{info, Info};
 pub use mux::MAIN_PROCESS;
 pub use run::run_foreground;
+pub use stats::BoxStats;
 pub use supervise::{supervise, ShimRequest, CONTROL_SOCKET};
 pub use vm::{run_vm, Control, OutputSink, RunIo, RunOptions, EXIT_KILLED};
 

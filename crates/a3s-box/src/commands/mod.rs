@@ -1,10 +1,12 @@
 //! One module per verb: parse → runtime call → render.
 
+pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod info;
 pub mod lifecycle;
 pub mod logs;
+pub mod monitor;
 pub mod ps;
 pub mod run;
 pub mod terminal;
