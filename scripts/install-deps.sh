@@ -15,7 +15,10 @@ packages=(
     docker-registry umoci skopeo apache2-utils zstd python3 openssl procps tmux  # tests: registries, fixtures, token server, pgrep, terminals
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(hyperfine linux-image-cloud-amd64)
+    packages+=(
+        hyperfine linux-image-cloud-amd64  # boot.sh: timing, the stock kernel
+        podman runc                        # exec.sh: the container baseline (local image, no registry)
+    )
 fi
 
 missing=()

@@ -209,6 +209,7 @@ impl Session {
         let stdin = streams
             .stdin
             .map(|pipe| streams::start_stdin(self, process, pipe));
+        let tty = streams.terminal.is_some();
         if let Some(entry) = self.lock().get_mut(&process) {
             entry.started = true;
             entry.stdin = stdin;
@@ -227,7 +228,7 @@ impl Session {
             self.credits.open(process, stream);
             let session = Arc::clone(self);
             spawn_thread(self, format!("out-{process}-{}", stream as u8), move || {
-                streams::forward_output(&session, process, stream, pipe);
+                streams::forward_output(&session, process, stream, pipe, !tty);
             });
         }
         Ok(())

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -14,16 +15,62 @@ use crate::error::InitError;
 use crate::log::warning;
 use crate::session::{spawn_thread, Session};
 
+/// How long a forwarder waits for more output after a short read before it
+/// sends what it has. Every frame costs the guest a port write, which is
+/// expensive under emulation; programs that write 4 KiB at a time would
+/// otherwise cost one frame per write. Interactive streams (a terminal) do
+/// not wait.
+const COALESCE_WAIT_MS: libc::c_int = 1;
+
+/// Wait up to `ms` for `pipe` to be readable.
+fn readable_within(pipe: &File, ms: libc::c_int) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes one pollfd we own, for `ms` at most.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+/// Read into `buf`: block for the first bytes, then (with `coalesce`) keep
+/// filling while more output follows within [`COALESCE_WAIT_MS`]. Returns 0
+/// at the end of the stream.
+fn fill(pipe: &mut File, buf: &mut [u8], coalesce: bool) -> io::Result<usize> {
+    let mut n = loop {
+        match pipe.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    while coalesce && n > 0 && n < buf.len() && readable_within(pipe, COALESCE_WAIT_MS) {
+        match pipe.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(more) => n += more,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Report what was read; the error shows again on the next read.
+            Err(_) => break,
+        }
+    }
+    Ok(n)
+}
+
 /// Send one output pipe of `process` to the host until it ends, then `Eof`.
-pub fn forward_output(session: &Session, process: u32, stream: StdStream, mut pipe: File) {
+/// `coalesce`: batch small writes into bigger frames (not for terminals).
+pub fn forward_output(
+    session: &Session,
+    process: u32,
+    stream: StdStream,
+    mut pipe: File,
+    coalesce: bool,
+) {
     let credits = session.credits();
     let mut buf = vec![0u8; MAX_DATA_CHUNK_BYTES];
     while let Some(credit) = credits.wait(process, stream) {
         let want = buf.len().min(credit as usize);
-        let n = match pipe.read(&mut buf[..want]) {
+        let n = match fill(&mut pipe, &mut buf[..want], coalesce) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // A terminal's master side reads EIO once every slave is closed.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) => {

@@ -31,7 +31,7 @@ pub const AGENT_PORT_NAME: &str = "a3s.agent";
 pub const MAX_FRAME_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// Largest data payload a sender puts in one frame.
-pub const MAX_DATA_CHUNK_BYTES: usize = 64 * 1024;
+pub const MAX_DATA_CHUNK_BYTES: usize = 128 * 1024;
 
 /// Initial credit of each data stream, in bytes.
 pub const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;

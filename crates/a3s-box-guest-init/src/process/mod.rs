@@ -33,6 +33,9 @@ use crate::error::errno_of;
 /// Stack of the cloned child until it execs (it runs only [`child::run`]).
 const CHILD_STACK_BYTES: usize = 128 * 1024;
 
+/// Capacity asked for each output pipe.
+const OUTPUT_PIPE_BYTES: libc::c_int = 512 * 1024;
+
 /// `argv[0]` of guest-init re-executed as one of its built-in helpers.
 pub const HELPER_ARGV0: &str = "a3s-box-helper";
 
@@ -266,6 +269,14 @@ fn wire(spec: &ProcessSpec, report: &OwnedFd) -> Result<Wiring, SpawnFailure> {
     }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    for fd in [&out_r, &err_r] {
+        // Room for a burst while the forwarder's frame is on its way;
+        // best effort (the default 64 KiB works too, only slower).
+        let _ = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(OUTPUT_PIPE_BYTES),
+        );
+    }
     let (stdin_r, stdin_w) = match spec.stdin {
         true => pipe().map(|(r, w)| (Some(r), Some(w)))?,
         false => (None, None),

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
 
-use crate::guest::{FrameReader, FrameWriter};
+use crate::guest::{CreditBatch, FrameReader, FrameWriter};
 
 /// Ctrl-P Ctrl-Q, Docker's default detach keys.
 const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
@@ -150,6 +150,7 @@ pub async fn run_session(
         }
     });
     let credit = Arc::new(Semaphore::new(STREAM_WINDOW_BYTES as usize));
+    let mut credit_batch = CreditBatch::default();
     let (detach_tx, mut detached) = unbounded_channel::<()>();
     let mut stdin = io.stdin.take();
     let start_stdin = |input: Box<dyn AsyncRead + Unpin + Send>| {
@@ -203,11 +204,13 @@ pub async fn run_session(
                 if out.write_all(&bytes).await.is_ok() {
                     let _ = out.flush().await;
                 }
-                let _ = to_box.send(Frame::Credit {
-                    process: 0,
-                    stream,
-                    bytes: bytes.len() as u32,
-                });
+                if let Some(bytes) = credit_batch.consumed(stream, bytes.len() as u32) {
+                    let _ = to_box.send(Frame::Credit {
+                        process: 0,
+                        stream,
+                        bytes,
+                    });
+                }
             }
             Frame::Credit {
                 stream: StdStream::Stdin,

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::mux::{Router, MAIN_PROCESS};
 use super::vm::{vm_error, Control, RunIo, EXIT_KILLED};
-use crate::guest::{FrameReader, FrameWriter};
+use crate::guest::{CreditBatch, FrameReader, FrameWriter};
 use crate::vmm::qemu::QemuHandler;
 
 /// Frames from the guest, read by their own task; an error ends the stream.
@@ -49,6 +49,8 @@ pub(super) struct Session<'a> {
     pub writer: &'a mut FrameWriter,
     pub console: &'a Path,
     pub vm: &'a mut QemuHandler,
+    /// Output credit of the main process not yet returned.
+    pub main_credit: CreditBatch,
 }
 
 /// What the guest said about the main process that ends the run.
@@ -188,13 +190,14 @@ impl Session<'_> {
             } => {
                 io.sink.write(stream, &bytes);
                 router.main_output(stream, &bytes);
-                let len = bytes.len() as u32;
-                self.send_frame(&Frame::Credit {
-                    process: MAIN_PROCESS,
-                    stream,
-                    bytes: len,
-                })
-                .await?;
+                if let Some(len) = self.main_credit.consumed(stream, bytes.len() as u32) {
+                    self.send_frame(&Frame::Credit {
+                        process: MAIN_PROCESS,
+                        stream,
+                        bytes: len,
+                    })
+                    .await?;
+                }
             }
             Frame::Credit {
                 process: MAIN_PROCESS,

@@ -258,6 +258,7 @@ pub async fn run_vm(
         writer: &mut writer,
         console: &console,
         vm: &mut vm,
+        main_credit: Default::default(),
     };
     let outcome = session.drive(boot, boot_timeout, io).await;
     // Whatever happened, the VM must go. Once the workload has exited and its
