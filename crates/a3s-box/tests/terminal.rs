@@ -100,6 +100,8 @@ fn exec_it_resizes_interrupts_and_restores_the_terminal() {
     t.keys(&["stty size; echo term=$TERM; tty", "Enter"]);
     t.wait_for("30 100");
     t.wait_for("term=xterm");
+    // The terminal is one of the box's own devpts.
+    t.wait_for("/dev/pts/0");
     t.tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
     std::thread::sleep(Duration::from_millis(300));
     t.keys(&["stty size", "Enter"]);

@@ -9,23 +9,26 @@
 mod box_fs;
 mod child;
 pub mod plan;
+mod join;
+mod pty;
 mod sys;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use a3s_box_core::guest::message::{ProcessSpec, WindowSize};
+use a3s_box_core::guest::message::ProcessSpec;
 use a3s_box_core::user::{self, Credentials, UserSpec};
 use a3s_box_core::BoxError;
 use nix::fcntl::{open, OFlag};
-use nix::pty::{openpty, Winsize};
-use nix::sched::{clone, setns, CloneFlags};
+use nix::sched::{clone, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{dup, pipe2, Pid};
 
-use self::child::{ChildFds, ChildInput, ChildPlan, JoinFds, REPORT_BYTES};
+pub use self::join::BoxNamespaces;
+pub use self::pty::resize;
+use self::child::{ChildFds, ChildInput, ChildPlan, REPORT_BYTES};
 use self::plan::{SpawnFailure, Stage};
 use crate::boot::BOX_ROOT;
 use crate::error::errno_of;
@@ -58,101 +61,7 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
     Ok(())
 }
 
-/// The namespaces and root of the running box, for processes that join it.
-#[derive(Debug)]
-pub struct BoxNamespaces {
-    pid: OwnedFd,
-    /// guest-init's own PID namespace, to return to after cloning.
-    own_pid: OwnedFd,
-    mnt: OwnedFd,
-    uts: OwnedFd,
-    ipc: OwnedFd,
-    root: OwnedFd,
-}
 
-fn open_fd(path: &str, flags: OFlag) -> Result<OwnedFd, SpawnFailure> {
-    let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| SpawnFailure::setup(format!("the box is not running ({path}: {e})")))?;
-    // SAFETY: `open` returned a new descriptor that nothing else owns.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}
-
-impl BoxNamespaces {
-    /// Those of the box whose first process is `pid`.
-    pub fn of(pid: Pid) -> Result<Self, SpawnFailure> {
-        let ns = |name: &str| open_fd(&format!("/proc/{pid}/ns/{name}"), OFlag::O_RDONLY);
-        Ok(BoxNamespaces {
-            pid: ns("pid")?,
-            own_pid: open_fd("/proc/self/ns/pid", OFlag::O_RDONLY)?,
-            mnt: ns("mnt")?,
-            uts: ns("uts")?,
-            ipc: ns("ipc")?,
-            root: open_fd(
-                &format!("/proc/{pid}/root"),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            )?,
-        })
-    }
-
-    /// Clone `f`'s children into the box's PID namespace: the calling
-    /// thread's namespace for children is the box's while `f` runs (the
-    /// thread itself stays where it is), and guest-init's again after, as
-    /// the kernel refuses to start threads otherwise.
-    fn in_pid_namespace<T>(
-        &self,
-        f: impl FnOnce() -> Result<T, SpawnFailure>,
-    ) -> Result<T, SpawnFailure> {
-        setns(self.pid.as_fd(), CloneFlags::CLONE_NEWPID)
-            .map_err(|e| SpawnFailure::setup(format!("join the box's PID namespace: {e}")))?;
-        let out = f();
-        if let Err(e) = setns(self.own_pid.as_fd(), CloneFlags::CLONE_NEWPID) {
-            // Threads could no longer be started: PID 1 cannot go on.
-            crate::power::fatal(None, &format!("leave the box's PID namespace: {e}"));
-        }
-        out
-    }
-
-    fn join_fds(&self) -> JoinFds {
-        JoinFds {
-            mnt: self.mnt.as_raw_fd(),
-            uts: self.uts.as_raw_fd(),
-            ipc: self.ipc.as_raw_fd(),
-            root: self.root.as_raw_fd(),
-        }
-    }
-}
-
-fn terminal(size: WindowSize) -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
-    let winsize = Winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = openpty(Some(&winsize), None)
-        .map_err(|e| SpawnFailure::setup(format!("open a pseudo-terminal: {e}")))?;
-    for fd in [&pty.master, &pty.slave] {
-        nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|e| SpawnFailure::setup(format!("pseudo-terminal: {e}")))?;
-    }
-    Ok((pty.master, pty.slave))
-}
-
-/// Set the window size of a process's terminal (its master side).
-pub fn resize(master: &File, size: WindowSize) -> nix::Result<()> {
-    let winsize = libc::winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize struct that outlives the call.
-    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
-    nix::errno::Errno::result(rc).map(drop)
-}
 
 /// A process ready to clone: its plan and the pipes.
 #[derive(Debug)]
@@ -244,9 +153,22 @@ fn dup_file(fd: &OwnedFd) -> Result<File, SpawnFailure> {
 }
 
 /// Pipes, or a pseudo-terminal, between guest-init and the process.
-fn wire(spec: &ProcessSpec, report: &OwnedFd) -> Result<Wiring, SpawnFailure> {
+fn wire(
+    spec: &ProcessSpec,
+    report: &OwnedFd,
+    join: Option<&BoxNamespaces>,
+) -> Result<Wiring, SpawnFailure> {
     if let Some(size) = spec.terminal {
-        let (master, slave) = terminal(size)?;
+        // A process joining the box gets a terminal of the box's devpts;
+        // the main process (whose box does not exist yet) one of ours.
+        let (master, slave) = match join.map(|ns| pty::box_terminal(&ns.root, size)) {
+            Some(Ok(pair)) => pair,
+            Some(Err(e)) => {
+                crate::log::debug!("no terminal in the box's devpts ({e}): using guest-init's");
+                pty::terminal(size)?
+            }
+            None => pty::terminal(size)?,
+        };
         let fds = ChildFds {
             stdin: None,
             stdout: slave.as_raw_fd(),
@@ -335,7 +257,7 @@ pub fn prepare(
         streams,
         mut child_ends,
         fds,
-    } = wire(spec, &report_w)?;
+    } = wire(spec, &report_w, join)?;
     let plan = ChildPlan::new(ChildInput {
         hostname,
         root: BOX_ROOT,
