@@ -8,8 +8,8 @@
 
 mod box_fs;
 mod child;
-pub mod plan;
 mod join;
+pub mod plan;
 mod pty;
 mod sys;
 
@@ -26,10 +26,10 @@ use nix::sched::{clone, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{dup, pipe2, Pid};
 
-pub use self::join::BoxNamespaces;
-pub use self::pty::resize;
 use self::child::{ChildFds, ChildInput, ChildPlan, REPORT_BYTES};
+pub use self::join::BoxNamespaces;
 use self::plan::{SpawnFailure, Stage};
+pub use self::pty::resize;
 use crate::boot::BOX_ROOT;
 use crate::error::errno_of;
 
@@ -60,8 +60,6 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
     let _ = SELF_EXE.set(fd);
     Ok(())
 }
-
-
 
 /// A process ready to clone: its plan and the pipes.
 #[derive(Debug)]
