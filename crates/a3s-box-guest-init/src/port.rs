@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use a3s_box_core::guest::message::{GuestMessage, Message};
-use a3s_box_core::guest::Frame;
+use a3s_box_core::guest::{Frame, StdStream};
 
 use crate::error::InitError;
 
@@ -46,6 +46,22 @@ impl Port {
         let mut w = self.lock();
         w.write_all(&buf).map_err(|e| InitError::Port(e.into()))?;
         Ok(())
+    }
+
+    /// Send `bytes` of `stream` as one data frame, written straight from the
+    /// caller's buffer (the frame's header, then the payload, under the lock).
+    pub fn send_data(
+        &self,
+        process: u32,
+        stream: StdStream,
+        bytes: &[u8],
+    ) -> Result<(), InitError> {
+        let header = Frame::data_header(process, stream, bytes.len())
+            .ok_or_else(|| InitError::Protocol(format!("{} bytes exceed a frame", bytes.len())))?;
+        let mut w = self.lock();
+        w.write_all(&header)
+            .and_then(|()| w.write_all(bytes))
+            .map_err(|e| InitError::Port(e.into()))
     }
 
     /// Send a guest control message.

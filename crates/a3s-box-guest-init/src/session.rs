@@ -105,6 +105,13 @@ impl Session {
         }
     }
 
+    /// Send output bytes of a process; a broken port means the host is gone.
+    pub fn send_data(&self, process: u32, stream: StdStream, bytes: &[u8]) {
+        if let Err(e) = self.port.send_data(process, stream, bytes) {
+            power::fatal(Some(&self.port), &e.to_string());
+        }
+    }
+
     fn send_message(&self, msg: GuestMessage) {
         if let Err(e) = self.port.send_message(msg) {
             power::fatal(Some(&self.port), &e.to_string());

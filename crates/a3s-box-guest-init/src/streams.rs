@@ -80,11 +80,7 @@ pub fn forward_output(
         };
         // n <= MAX_DATA_CHUNK_BYTES, which fits in u32.
         credits.spend(process, stream, n as u32);
-        session.send(&Frame::Data {
-            process,
-            stream,
-            bytes: buf[..n].to_vec(),
-        });
+        session.send_data(process, stream, &buf[..n]);
     }
     session.send(&Frame::Eof { process, stream });
     credits.close(process, stream);

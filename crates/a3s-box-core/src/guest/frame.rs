@@ -297,6 +297,25 @@ impl FrameHeader {
 }
 
 impl Frame {
+    /// The header of a data frame carrying `len` bytes, for senders that
+    /// write the payload straight from their own buffer (no copy into a
+    /// frame). `None` when `len` is over the payload limit.
+    pub fn data_header(
+        process: u32,
+        stream: StdStream,
+        len: usize,
+    ) -> Option<[u8; FRAME_HEADER_BYTES]> {
+        if len > MAX_FRAME_PAYLOAD_BYTES {
+            return None;
+        }
+        let mut h = [0u8; FRAME_HEADER_BYTES];
+        h[..4].copy_from_slice(&((len + AFTER_LEN) as u32).to_le_bytes());
+        h[4] = KIND_DATA;
+        h[5..9].copy_from_slice(&process.to_le_bytes());
+        h[9] = stream as u8;
+        Some(h)
+    }
+
     /// Append the wire form of this frame to `out`. On error `out` is left as
     /// it was.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), FrameError> {
@@ -432,6 +451,20 @@ mod tests {
             process,
             stream: StdStream::Stdout,
         }
+    }
+
+    #[test]
+    fn a_data_header_matches_the_encoded_frame() {
+        let frame = Frame::Data {
+            process: 9,
+            stream: StdStream::Stderr,
+            bytes: vec![1, 2, 3],
+        };
+        let mut buf = Vec::new();
+        frame.encode(&mut buf).unwrap();
+        let header = Frame::data_header(9, StdStream::Stderr, 3).unwrap();
+        assert_eq!(buf[..FRAME_HEADER_BYTES], header);
+        assert!(Frame::data_header(1, StdStream::Stdout, MAX_FRAME_PAYLOAD_BYTES + 1).is_none());
     }
 
     #[test]
