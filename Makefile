@@ -42,3 +42,6 @@ demo: setup
 bench: setup
 	scripts/install-deps.sh --bench
 	bench/boot.sh
+	bench/exec.sh
+	bench/exec-throughput.sh
+	bench/storage.sh

@@ -202,6 +202,7 @@ fn host_message() -> impl Strategy<Value = HostMessage> {
                 hostname,
                 root: RootSpec { device, fstype },
                 main,
+                storage: None,
             })
         }),
         (any::<u32>(), any::<i32>())

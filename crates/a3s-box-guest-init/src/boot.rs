@@ -1,6 +1,6 @@
 //! Early boot: the re-root that lets workloads `pivot_root`, the kernel
 //! filesystems, finding the agent port, and assembling the box root
-//! (read-only image + tmpfs upper, joined by overlayfs).
+//! (read-only image + the box's writable layer, joined by overlayfs).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use a3s_box_core::guest::message::RootSpec;
+use a3s_box_core::guest::message::BootSpec;
 use a3s_box_core::guest::AGENT_PORT_NAME;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
@@ -18,12 +18,15 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, mkdir};
 
 use crate::error::{Context, InitError};
+use crate::storage;
 
 /// Where the assembled box root is mounted (the workload pivots into it).
 pub const BOX_ROOT: &str = "/a3s/root";
-const LOWER: &str = "/a3s/lower";
+/// The image, read-only.
+pub const LOWER: &str = "/a3s/lower";
 const RW: &str = "/a3s/rw";
-const UPPER: &str = "/a3s/rw/upper";
+/// The overlay's upper directory: the box's changes.
+pub const UPPER: &str = "/a3s/rw/upper";
 const WORK: &str = "/a3s/rw/work";
 /// Temporary mountpoint of the re-root bind mount.
 const REROOT: &str = "/.a3s-reroot";
@@ -170,10 +173,18 @@ pub fn open_port() -> Result<(File, String), InitError> {
     }
 }
 
-/// Mount the image read-only, a tmpfs for writes, and the overlay of both on
-/// [`BOX_ROOT`].
-pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
-    for dir in ["/a3s", LOWER, RW, BOX_ROOT] {
+/// Where the box's merged root is also bound without its submounts, so
+/// guest-init's storage helpers (export) see the box's own files only.
+pub const MERGED: &str = "/a3s/merged";
+
+/// Assemble the box root on [`BOX_ROOT`]: the image read-only, the box's
+/// writable layer (its own ext4 disk, or a tmpfs) as the overlay's upper
+/// layer, then the mounts the host asked for; read-only at the end with
+/// `--read-only` (mountpoints and the working directory made first).
+pub fn assemble_root(spec: &BootSpec) -> Result<(), InitError> {
+    let root = &spec.root;
+    let storage = spec.storage.as_deref().cloned().unwrap_or_default();
+    for dir in ["/a3s", LOWER, RW, BOX_ROOT, MERGED] {
         mkdir_ok(dir)?;
     }
     // Block devices are probed before /init runs; wait briefly anyway (and
@@ -192,7 +203,29 @@ pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
         None::<&str>,
     )
     .context(|| format!("mount {} ({}) on {LOWER}", root.device, root.fstype))?;
-    mount_fs("tmpfs", RW, MsFlags::MS_NODEV, "mode=0755")?;
+    match &storage.writable {
+        Some(disk) => {
+            let device = storage::find_disk(&disk.serial)?;
+            // The inode tables of a fresh layer are left uninitialised (the
+            // host file stays sparse); `noinit_itable` keeps the kernel from
+            // zeroing them in the background.
+            mount(
+                Some(device.as_str()),
+                RW,
+                Some(disk.fstype.as_str()),
+                MsFlags::MS_NODEV,
+                Some("noinit_itable"),
+            )
+            .context(|| format!("mount the writable layer {device} on {RW}"))?;
+        }
+        None => {
+            let data = match storage.tmpfs_upper_bytes {
+                Some(bytes) => format!("mode=0755,size={bytes}"),
+                None => "mode=0755".to_string(),
+            };
+            mount_fs("tmpfs", RW, MsFlags::MS_NODEV, &data)?;
+        }
+    }
     mkdir_ok(UPPER)?;
     mkdir_ok(WORK)?;
     let opts = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}");
@@ -203,7 +236,27 @@ pub fn assemble_root(root: &RootSpec) -> Result<(), InitError> {
         MsFlags::empty(),
         Some(opts.as_str()),
     )
-    .context(|| format!("mount overlay on {BOX_ROOT} ({opts})"))
+    .context(|| format!("mount overlay on {BOX_ROOT} ({opts})"))?;
+    mount(
+        Some(BOX_ROOT),
+        MERGED,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context(|| format!("bind {BOX_ROOT} on {MERGED}"))?;
+    for m in &storage.mounts {
+        storage::mount_into(BOX_ROOT, m)?;
+    }
+    if storage.read_only {
+        // What the workload's start needs must exist before the root is
+        // read-only; the child mounts /proc, /dev and /sys over these.
+        for dir in ["/proc", "/dev", "/sys", spec.main.workdir.as_str()] {
+            storage::make_dir_in_root(BOX_ROOT, dir)?;
+        }
+        storage::remount_read_only(BOX_ROOT)?;
+    }
+    Ok(())
 }
 
 /// Read ahead generously on the root disk: under emulation each request is

@@ -12,6 +12,7 @@ mod boot;
 mod credit;
 mod error;
 mod helper;
+mod layers;
 mod log;
 mod port;
 mod power;
@@ -19,6 +20,7 @@ mod process;
 mod reaper;
 mod serve;
 mod session;
+mod storage;
 mod streams;
 
 use std::io::{BufReader, Write};
@@ -37,6 +39,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.first().map(String::as_str) == Some(process::HELPER_ARGV0) {
         // Re-executed inside a box as one of the built-in helpers.
+        if let Some(code) = layers::main(&args[1..]) {
+            std::process::exit(code);
+        }
         std::process::exit(helper::main(&args[1..]));
     }
     if nix::unistd::getpid().as_raw() != 1 {
@@ -68,7 +73,7 @@ fn main() {
 
     let spec = serve::await_boot(&port, &mut reader);
     debug!("boot spec received");
-    if let Err(e) = boot::assemble_root(&spec.root) {
+    if let Err(e) = boot::assemble_root(&spec) {
         power::fatal(Some(&port), &e.to_string());
     }
     debug!("root {} ({}) assembled", spec.root.device, spec.root.fstype);

@@ -57,6 +57,11 @@ impl Home {
     pub fn rootfs_cache_dir(&self) -> PathBuf {
         self.root.join("cache/rootfs")
     }
+
+    /// Formatted templates of boxes' writable layers, one per size.
+    pub fn layer_cache_dir(&self) -> PathBuf {
+        self.root.join("cache/layers")
+    }
 }
 
 /// Files needed to boot a VM.

@@ -4,6 +4,7 @@
 //! - [`guest`]: the host end of the guest protocol;
 //! - [`image`]: OCI references, registry client, image store, safe layer unpacking, image config;
 //! - [`rootfs`]: root filesystem images;
+//! - [`storage`]: writable layers, bind mounts, volumes, tmpfs;
 //! - [`home`]: where state and boot assets live;
 //! - [`manager`]: the operations the CLI and SDK call.
 
@@ -14,4 +15,5 @@ pub mod image;
 pub mod manager;
 pub mod rootfs;
 pub mod state;
+pub mod storage;
 pub mod vmm;

@@ -67,6 +67,17 @@ pub enum Command {
     Top(TopArgs),
     /// Show resource usage of boxes.
     Stats(StatsArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(crate::cli_storage::VolumeCommand),
+    /// Show a box's changes to its image (A added, C changed, D deleted).
+    Diff(crate::cli_storage::DiffArgs),
+    /// Write a box's filesystem as a tar.
+    Export(crate::cli_storage::ExportArgs),
+    /// Make an image of a box: its changes become one new layer.
+    Commit(crate::cli_storage::CommitArgs),
+    /// Make a one-layer image of a tarball.
+    Import(crate::cli_storage::ImportArgs),
     /// Show the accelerator, kernel and versions this host uses.
     Info(InfoArgs),
     /// Show the version.
@@ -176,6 +187,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub vm: VmArgs,
 
+    #[command(flatten)]
+    pub storage: crate::cli_storage::StorageArgs,
+
     /// IMAGE [COMMAND [ARG...]]; with --rootfs, only COMMAND [ARG...].
     #[arg(
         trailing_var_arg = true,
@@ -240,6 +254,9 @@ pub struct RmArgs {
     /// Kill running boxes first.
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the boxes' anonymous volumes too.
+    #[arg(short, long)]
+    pub volumes: bool,
     /// Boxes.
     #[arg(required = true)]
     pub boxes: Vec<String>,
@@ -317,6 +334,8 @@ pub struct PruneArgs {
 pub enum SystemCommand {
     /// Remove stopped boxes and cached root images.
     Prune(PruneArgs),
+    /// Show disk used by images, boxes and volumes, and what is reclaimable.
+    Df,
 }
 
 /// `a3s-box exec`.

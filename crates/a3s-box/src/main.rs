@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_image;
+mod cli_storage;
 mod commands;
 
 use std::process::ExitCode;
@@ -75,6 +76,12 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Top(args) => block_on(commands::monitor::top(args))?,
         Command::Stats(args) => block_on(commands::monitor::stats(args))?,
         Command::Logs(args) => commands::logs::logs(args),
+        Command::Volume(command) => commands::volume::dispatch(command),
+        Command::Diff(args) => block_on(commands::layers::diff(args))?,
+        Command::Export(args) => block_on(commands::layers::export(args))?,
+        Command::Commit(args) => block_on(commands::commit::commit(args))?,
+        Command::Import(args) => commands::commit::import(args),
+        Command::System(cli::SystemCommand::Df) => commands::commit::df(),
         Command::Info(args) => commands::info::run(args).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),
         Command::Version(args) => {

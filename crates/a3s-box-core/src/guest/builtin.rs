@@ -12,3 +12,10 @@ pub const PS: &str = "ps";
 pub const STATS: &str = "stats";
 /// `stat PATH`: `{"kind":K,"target_kind":K}` (missing|file|dir|symlink|other).
 pub const STAT: &str = "stat";
+/// `layer-diff`: the box's changes to its image, one `A|C|D /path` line each
+/// (Docker's `diff`), read from the overlay's upper layer.
+pub const LAYER_DIFF: &str = "layer-diff";
+/// `layer-tar`: the box's changes as an OCI layer tar (whiteouts as `.wh.`).
+pub const LAYER_TAR: &str = "layer-tar";
+/// `root-tar`: a tar of the box's whole filesystem, without its mounts.
+pub const ROOT_TAR: &str = "root-tar";

@@ -104,6 +104,74 @@ pub struct RootSpec {
     pub fstype: String,
 }
 
+/// The box's storage beyond its image (boxed: a boot message stays small).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageSpec {
+    /// The box's own writable layer: an ext4 disk holding the overlay's
+    /// upper and work directories, kept across restarts. `None`: a tmpfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable: Option<DiskSpec>,
+    /// Size cap of a tmpfs upper layer in bytes (`None`: the tmpfs default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_upper_bytes: Option<u64>,
+    /// Make the assembled root read-only (`--read-only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Filesystems mounted into the box (`-v`, `--mount`, `--tmpfs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
+}
+
+/// A guest block device, found by the serial number the host gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// virtio-blk serial (`/sys/block/*/serial` in the guest).
+    pub serial: String,
+    /// Its filesystem type.
+    pub fstype: String,
+}
+
+/// A filesystem mounted into the box before the workload starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Absolute path inside the box (created when missing).
+    pub target: String,
+    /// What is mounted there.
+    pub source: MountSource,
+    /// Mount read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// `noexec`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noexec: bool,
+    /// `nosuid`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nosuid: bool,
+    /// `nodev`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nodev: bool,
+}
+
+/// The filesystem of a [`MountSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountSource {
+    /// A host directory shared over virtio-fs under `tag`.
+    Virtiofs {
+        /// The virtio-fs tag.
+        tag: String,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Size cap in bytes (`None`: the tmpfs default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size_bytes: Option<u64>,
+        /// Mode of its root directory (`None`: 1777).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+}
+
 /// A process to run in the box.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSpec {
@@ -140,6 +208,10 @@ pub struct BootSpec {
     pub root: RootSpec,
     /// The main process.
     pub main: ProcessSpec,
+    /// Writable layer, read-only root, mounts (`None`: a tmpfs upper layer
+    /// and no mounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Box<StorageSpec>>,
 }
 
 #[cfg(test)]

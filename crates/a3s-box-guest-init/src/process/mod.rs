@@ -58,7 +58,43 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let _ = SELF_EXE.set(fd);
+    let _ = OWN_VIEW.set(own_view()?);
     Ok(())
+}
+
+/// guest-init's own mount, UTS and IPC namespaces and root, where the layer
+/// helpers ([`crate::layers`]) run: they read the box's layers, which the
+/// box itself cannot see.
+static OWN_VIEW: OnceLock<[OwnedFd; 4]> = OnceLock::new();
+
+fn own_view() -> Result<[OwnedFd; 4], crate::error::InitError> {
+    use crate::error::Context;
+    let open_one = |path: &str, flags: OFlag| {
+        let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
+            .context(|| format!("open {path}"))?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        Ok::<_, crate::error::InitError>(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        })
+    };
+    Ok([
+        open_one("/proc/self/ns/mnt", OFlag::O_RDONLY)?,
+        open_one("/proc/self/ns/uts", OFlag::O_RDONLY)?,
+        open_one("/proc/self/ns/ipc", OFlag::O_RDONLY)?,
+        open_one("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?,
+    ])
+}
+
+fn own_view_fds() -> Result<child::JoinFds, SpawnFailure> {
+    let [mnt, uts, ipc, root] = OWN_VIEW
+        .get()
+        .ok_or_else(|| SpawnFailure::setup("guest-init's layer helpers are not available"))?;
+    Ok(child::JoinFds {
+        mnt: mnt.as_raw_fd(),
+        uts: uts.as_raw_fd(),
+        ipc: ipc.as_raw_fd(),
+        root: root.as_raw_fd(),
+    })
 }
 
 /// A process ready to clone: its plan and the pipes.
@@ -250,6 +286,11 @@ pub fn prepare(
     }
     argv.extend(spec.args.iter().cloned());
 
+    let join_fds = if spec.builtin && crate::layers::is_layer_helper(&spec.executable) {
+        Some(own_view_fds()?)
+    } else {
+        join.map(BoxNamespaces::join_fds)
+    };
     let (report_r, report_w) = pipe()?;
     let Wiring {
         streams,
@@ -266,7 +307,7 @@ pub fn prepare(
         env: &env,
         creds: &creds,
         fds,
-        join: join.map(BoxNamespaces::join_fds),
+        join: join_fds,
         exe,
     })
     .map_err(SpawnFailure::setup)?;
@@ -276,7 +317,7 @@ pub fn prepare(
         child_ends,
         streams,
         report: report_r,
-        joins: join.is_some(),
+        joins: join_fds.is_some(),
         executable: spec.executable.clone(),
         workdir: spec.workdir.clone(),
     })

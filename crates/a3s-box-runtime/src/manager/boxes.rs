@@ -28,6 +28,9 @@ pub const ENV_READY_FD: &str = "A3S_SHIM_READY_FD";
 const POLL: Duration = Duration::from_millis(20);
 /// Extra time `stop` waits after the grace period for the VM to be killed.
 const STOP_SLACK: Duration = Duration::from_secs(15);
+/// How long `wait` and `start -a` wait for the supervisor to finish after
+/// the workload exited.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A workload that could not be started (Docker's 125/126/127).
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,7 @@ pub struct StartError {
 #[derive(Debug, Clone)]
 pub struct BoxManager {
     store: BoxStore,
+    layer_cache: PathBuf,
 }
 
 fn shim_binary() -> PathBuf {
@@ -60,6 +64,7 @@ impl BoxManager {
     pub fn new(home: &Home) -> Self {
         BoxManager {
             store: BoxStore::new(home),
+            layer_cache: home.layer_cache_dir(),
         }
     }
 
@@ -83,9 +88,25 @@ impl BoxManager {
             ));
         }
         options.accel.parse::<crate::vmm::AccelChoice>()?;
+        crate::storage::spec::check_unique_targets(&options.storage.mounts)?;
         let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
-        self.store
-            .create(id, name, options, labels, restart, auto_remove)
+        let read_only = options.storage.read_only;
+        let layer_bytes = options
+            .storage
+            .size_bytes
+            .unwrap_or(crate::storage::layer::DEFAULT_LAYER_BYTES);
+        let record = self
+            .store
+            .create(id, name, options, labels, restart, auto_remove)?;
+        if !read_only {
+            // The box's writable layer: a sparse copy of a formatted template.
+            let made = crate::storage::layer::create(&self.layer_cache, &record.dir, layer_bytes);
+            if let Err(e) = made {
+                let _ = self.store.remove(&record);
+                return Err(e.into());
+            }
+        }
+        Ok(record)
     }
 
     /// Start a box: spawn its shim (detached, own session) and wait until the
@@ -324,9 +345,24 @@ impl BoxManager {
                     std::thread::sleep(POLL);
                     continue;
                 }
+                self.settle(&record);
                 return Ok(record.state.exit_code.unwrap_or(0));
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// After a box's workload exited, give its supervisor a moment to
+    /// finish (flush, release the box) so that a following `rm` or `prune`
+    /// finds it stopped, as after `docker wait`. A restart or a supervisor
+    /// that stays (restart policy) ends the wait.
+    pub fn settle(&self, record: &BoxRecord) {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while shim_alive(&record.dir) && Instant::now() < deadline {
+            match self.store.get(&record.config.id) {
+                Ok(r) if r.state.status == BoxStatus::Exited => std::thread::sleep(POLL),
+                _ => return,
+            }
         }
     }
 }

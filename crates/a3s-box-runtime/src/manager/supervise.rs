@@ -32,6 +32,9 @@ use crate::state::{BoxStore, LOG_FILE, SHIM_LOCK};
 pub const CONTROL_SOCKET: &str = "control.sock";
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a guest gets to end after its workload is SIGKILLed by `stop`
+/// before the VM itself is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long clients get to receive their last frames when the box ends.
 const CLIENT_DRAIN: Duration = Duration::from_secs(2);
 
@@ -97,6 +100,11 @@ async fn serve_control(
                 let current = current.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(timeout_secs)).await;
+                    // SIGKILL the workload first: the guest then syncs the
+                    // box's writable layer and powers off as after any exit.
+                    // Only a guest that does not answer loses its VM.
+                    send_current(&current, Control::Signal(libc::SIGKILL));
+                    tokio::time::sleep(KILL_GRACE).await;
                     send_current(&current, Control::Kill);
                 });
                 "ok\n".to_string()

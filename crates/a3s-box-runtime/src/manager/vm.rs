@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use a3s_box_core::guest::message::{BootSpec, ProcessSpec, RootSpec, WindowSize};
+use a3s_box_core::guest::message::{
+    BootSpec, DiskSpec, ProcessSpec, RootSpec, StorageSpec, WindowSize,
+};
 use a3s_box_core::guest::{Frame, StdStream};
 use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler};
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,11 @@ use super::mux::{ClientTx, MAIN_PROCESS};
 use crate::guest;
 use crate::home::{Assets, Home};
 use crate::rootfs;
+use crate::storage::layer::LAYER_FSTYPE;
+use crate::storage::plan::plan as plan_storage;
+use crate::storage::{virtiofs, StorageOptions};
 use crate::vmm::accel;
+use crate::vmm::qemu::cmdline::{fs_socket, WRITABLE_SERIAL};
 use crate::vmm::qemu::{QemuConfig, QemuProvider};
 
 /// Time for QEMU to create its socket.
@@ -66,12 +72,13 @@ pub struct RunOptions {
     /// Give the main process a pseudo-terminal (`-t`).
     #[serde(default)]
     pub tty: bool,
-}
-
-/// Whether the VM has storage outside its own RAM that a hard stop could
-/// leave inconsistent (today: virtio-fs shares of host directories).
-fn needs_clean_shutdown(spec: &InstanceSpec) -> bool {
-    !spec.fs_mounts.is_empty()
+    /// Writable layer, read-only root and mounts.
+    #[serde(default)]
+    pub storage: StorageOptions,
+    /// Run guest-init's built-in helper named by the command instead of a
+    /// program of the box (the storage helpers of a stopped box); never stored.
+    #[serde(skip)]
+    pub builtin: bool,
 }
 
 /// Where the workload's output goes.
@@ -175,6 +182,7 @@ pub async fn run_vm(
         )));
     }
     let console = dir.join("console.log");
+    let storage = plan_storage(home, dir, &opts.storage)?;
     let spec = InstanceSpec {
         box_id: id.to_string(),
         vcpus: opts.vcpus,
@@ -189,6 +197,7 @@ pub async fn run_vm(
         },
         workdir: opts.workdir.clone().unwrap_or_else(|| "/".into()),
         user: opts.user.clone(),
+        fs_mounts: storage.fs_mounts.clone(),
         ..InstanceSpec::default()
     };
     let provider = QemuProvider::new(
@@ -202,11 +211,21 @@ pub async fn run_vm(
             } else {
                 vec![]
             },
+            writable_disk: storage.writable_disk.clone(),
         },
         true,
     );
     tracing::debug!("rootfs image ready");
+    let shares: Vec<_> = spec
+        .fs_mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), fs_socket(&spec, i)))
+        .collect();
+    // Held until the VM is gone; the daemons die with it.
+    let daemons = virtiofs::start(&shares, &dir.join("virtiofsd.log"))?;
     let mut vm = provider.launch(&spec)?;
+    daemons.watch(vm.pid());
     tracing::debug!(pid = vm.pid(), "QEMU started");
     let qemu_log = dir.join("qemu.log");
     let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
@@ -245,8 +264,17 @@ pub async fn run_vm(
             user: spec.user.clone(),
             stdin: opts.stdin,
             terminal: opts.tty.then(WindowSize::default),
-            builtin: false,
+            builtin: opts.builtin,
         },
+        storage: Some(Box::new(StorageSpec {
+            writable: storage.writable_disk.as_ref().map(|_| DiskSpec {
+                serial: WRITABLE_SERIAL.into(),
+                fstype: LAYER_FSTYPE.into(),
+            }),
+            tmpfs_upper_bytes: storage.tmpfs_upper_bytes,
+            read_only: storage.read_only,
+            mounts: storage.mounts.clone(),
+        })),
     };
     let boot_timeout = std::env::var("A3S_BOX_BOOT_TIMEOUT_SECS")
         .ok()
@@ -264,10 +292,10 @@ pub async fn run_vm(
     // Whatever happened, the VM must go. Once the workload has exited and its
     // output has arrived, a VM whose only writable storage is its own RAM
     // (read-only root, tmpfs upper) holds nothing worth flushing: it is
-    // stopped at once. With host shares mounted, guest-init is given time to
-    // sync and power off cleanly first.
+    // stopped at once. With a writable disk or host shares, guest-init is
+    // given time to sync and power off cleanly first.
     let grace = match outcome {
-        Ok(_) if needs_clean_shutdown(&spec) => SHUTDOWN_TIMEOUT,
+        Ok(_) if storage.needs_clean_shutdown() => SHUTDOWN_TIMEOUT,
         _ => Duration::ZERO,
     };
     let deadline = Instant::now() + grace;
@@ -277,6 +305,7 @@ pub async fn run_vm(
     if vm.is_running() {
         vm.stop(libc::SIGKILL, 0)?;
     }
+    drop(daemons);
     tracing::debug!("VM gone");
     if opts.debug {
         eprintln!("--- VM console ---\n{}", log_tail(&console, usize::MAX));

@@ -405,6 +405,8 @@ mod tests {
             debug: false,
             stdin: false,
             tty: false,
+            storage: Default::default(),
+            builtin: false,
         }
     }
 

@@ -185,6 +185,9 @@ pub fn rm(args: RmArgs) -> Result<u8> {
     each(&args.boxes, |key| {
         let record = manager.store().get(key)?;
         manager.remove(&record, args.force)?;
+        if args.volumes {
+            super::volume::remove_anonymous(&record)?;
+        }
         println!("{key}");
         Ok(())
     })

@@ -154,10 +154,9 @@ pub fn follow_until_exit(manager: &BoxManager, id: &str, offset: u64) -> Result<
     let record = manager.store().get(id)?;
     let path = record.dir.join(LOG_FILE);
     follow(manager, id, Follower::new(path, offset), false)?;
-    Ok(manager
-        .store()
-        .get(id)
-        .ok()
-        .and_then(|r| r.state.exit_code)
-        .unwrap_or(0))
+    let Ok(record) = manager.store().get(id) else {
+        return Ok(0);
+    };
+    manager.settle(&record);
+    Ok(record.state.exit_code.unwrap_or(0))
 }

@@ -125,6 +125,7 @@ pub async fn options(args: &RunArgs) -> Result<RunOptions> {
         env.push(("TERM".into(), "xterm".into()));
     }
     let root = root(args, env).await?;
+    let storage = super::volume::options(&args.storage, root.image.as_deref()).await?;
     let options = RunOptions {
         rootfs_dir: root.dir,
         image: root.image,
@@ -140,6 +141,8 @@ pub async fn options(args: &RunArgs) -> Result<RunOptions> {
         debug: args.debug_guest,
         stdin: args.interactive,
         tty: args.tty,
+        storage,
+        builtin: false,
     };
     if options.command.is_empty() {
         bail!("no command given: add -- CMD [ARGS...]");

@@ -42,6 +42,18 @@ pub struct QemuConfig {
     pub accel: Accel,
     /// Extra kernel arguments (for example `a3s.debug`).
     pub extra_kernel_args: Vec<String>,
+    /// The box's writable layer: a raw ext4 image attached read-write as a
+    /// second virtio-blk disk with serial [`WRITABLE_SERIAL`].
+    pub writable_disk: Option<PathBuf>,
+}
+
+/// virtio-blk serial of the writable layer's disk (the guest finds it by it).
+pub const WRITABLE_SERIAL: &str = "a3s-rw";
+
+/// The vhost-user socket of the `index`th virtio-fs share: beside the exec socket.
+pub fn fs_socket(spec: &InstanceSpec, index: usize) -> PathBuf {
+    spec.exec_socket_path
+        .with_file_name(format!("fs{index}.sock"))
 }
 
 /// A QEMU invocation: program and arguments.
@@ -98,9 +110,15 @@ pub fn build(config: &QemuConfig, spec: &InstanceSpec) -> Result<QemuArgs, BoxEr
         Some(path) => format!("file:{}", path_arg("console", path)?),
         None => "null".into(),
     };
+    // vhost-user devices (virtio-fs) need guest memory the daemon can map.
+    let machine = if spec.fs_mounts.is_empty() {
+        "microvm,x-option-roms=off,isa-serial=on,acpi=off"
+    } else {
+        "microvm,x-option-roms=off,isa-serial=on,acpi=off,memory-backend=mem"
+    };
     let mut args: Vec<String> = [
         "-M",
-        "microvm,x-option-roms=off,isa-serial=on,acpi=off",
+        machine,
         "-accel",
         accel,
         "-cpu",
@@ -132,7 +150,7 @@ pub fn build(config: &QemuConfig, spec: &InstanceSpec) -> Result<QemuArgs, BoxEr
             path_arg("root filesystem", &spec.rootfs_path)?
         ),
         "-device".into(),
-        "virtio-blk-device,drive=root".into(),
+        "virtio-blk-device,drive=root,serial=a3s-root".into(),
         "-device".into(),
         "virtio-rng-device".into(),
         "-device".into(),
@@ -150,6 +168,46 @@ pub fn build(config: &QemuConfig, spec: &InstanceSpec) -> Result<QemuArgs, BoxEr
             path_arg("QMP socket", &qmp_socket(spec))?
         ),
     ]);
+    if let Some(disk) = &config.writable_disk {
+        args.extend([
+            "-drive".into(),
+            format!(
+                "id=rw,file={},format=raw,if=none,discard=unmap",
+                path_arg("writable layer", disk)?
+            ),
+            "-device".into(),
+            format!("virtio-blk-device,drive=rw,serial={WRITABLE_SERIAL}"),
+        ]);
+    }
+    if !spec.fs_mounts.is_empty() {
+        // vhost-user daemons speak virtio 1.0 only: modern virtio-mmio.
+        args.extend([
+            "-global".into(),
+            "virtio-mmio.force-legacy=false".into(),
+            "-object".into(),
+            format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                spec.memory_mib
+            ),
+        ]);
+    }
+    for (index, share) in spec.fs_mounts.iter().enumerate() {
+        if share.tag.is_empty() || share.tag.len() > 36 || share.tag.contains(',') {
+            return Err(BoxError::Config(format!(
+                "virtio-fs tag {:?} must be 1 to 36 characters without commas",
+                share.tag
+            )));
+        }
+        args.extend([
+            "-chardev".into(),
+            format!(
+                "socket,id=fs{index},path={}",
+                path_arg("virtio-fs socket", &fs_socket(spec, index))?
+            ),
+            "-device".into(),
+            format!("vhost-user-fs-device,chardev=fs{index},tag={}", share.tag),
+        ]);
+    }
     Ok(QemuArgs {
         program: config.binary.clone(),
         args,
@@ -167,6 +225,7 @@ mod tests {
             initramfs: "/k/initramfs.cpio".into(),
             accel,
             extra_kernel_args: vec!["a3s.debug".into()],
+            writable_disk: None,
         }
     }
 
@@ -192,7 +251,7 @@ mod tests {
              -serial file:/boxes/b/console.log -kernel /k/vmlinux -initrd /k/initramfs.cpio \
              -append {BASE_KERNEL_ARGS} {TCG_KERNEL_ARGS} a3s.debug \
              -drive id=root,file=/boxes/b/root,,fs.img,format=raw,if=none,readonly=on \
-             -device virtio-blk-device,drive=root -device virtio-rng-device \
+             -device virtio-blk-device,drive=root,serial=a3s-root -device virtio-rng-device \
              -device virtio-serial-device,max_ports=2 \
              -chardev socket,id=agent,path=/boxes/b/agent.sock,server=on,wait=off \
              -device virtserialport,chardev=agent,name=a3s.agent \
@@ -210,6 +269,30 @@ mod tests {
         assert!(line.contains("-accel kvm -cpu host"));
         assert!(!line.contains(TCG_KERNEL_ARGS));
         assert!(line.contains("-serial null"));
+    }
+
+    #[test]
+    fn writable_layer_and_shares_add_a_disk_shared_memory_and_fs_devices() {
+        let mut c = config(Accel::Tcg);
+        c.writable_disk = Some("/boxes/b/rw.img".into());
+        let mut s = spec();
+        s.fs_mounts = vec![a3s_box_core::FsMount {
+            tag: "a3s-fs0".into(),
+            host_path: "/data".into(),
+            read_only: false,
+        }];
+        let line = build(&c, &s).unwrap().args.join(" ");
+        assert!(line.contains("acpi=off,memory-backend=mem "), "{line}");
+        assert!(line.ends_with(
+            "-drive id=rw,file=/boxes/b/rw.img,format=raw,if=none,discard=unmap \
+             -device virtio-blk-device,drive=rw,serial=a3s-rw \
+             -global virtio-mmio.force-legacy=false \
+             -object memory-backend-memfd,id=mem,size=256M,share=on \
+             -chardev socket,id=fs0,path=/boxes/b/fs0.sock \
+             -device vhost-user-fs-device,chardev=fs0,tag=a3s-fs0"
+        ));
+        s.fs_mounts[0].tag = "a,b".into();
+        assert!(build(&c, &s).is_err());
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! What one VM run is given for a box's storage: the writable layer's disk,
+//! the virtio-fs shares (bind mounts and volumes) and the mounts guest-init
+//! makes in the box.
+
+use std::path::{Path, PathBuf};
+
+use a3s_box_core::guest::message::{MountSource, MountSpec};
+use a3s_box_core::FsMount;
+
+use super::layer::layer_of;
+use super::volumes::VolumeStore;
+use super::{MountKind, StorageError, StorageOptions};
+use crate::home::Home;
+
+/// The storage of one VM run.
+#[derive(Debug, Clone, Default)]
+pub struct VmStorage {
+    /// The box's writable layer (stored boxes); `None`: a tmpfs upper layer.
+    pub writable_disk: Option<PathBuf>,
+    /// Size cap of a tmpfs upper layer.
+    pub tmpfs_upper_bytes: Option<u64>,
+    /// The root is read-only.
+    pub read_only: bool,
+    /// Host directories shared over virtio-fs.
+    pub fs_mounts: Vec<FsMount>,
+    /// Mounts guest-init makes in the box, in order.
+    pub mounts: Vec<MountSpec>,
+}
+
+impl VmStorage {
+    /// Whether a hard stop of the VM could lose or tear data: it has a
+    /// writable disk or host shares, so the guest must sync and power off.
+    pub fn needs_clean_shutdown(&self) -> bool {
+        self.writable_disk.is_some() || !self.fs_mounts.is_empty()
+    }
+}
+
+/// The virtio-fs tag of the `index`th share.
+pub fn share_tag(index: usize) -> String {
+    format!("a3s-fs{index}")
+}
+
+/// Plan the storage of the box in `box_dir` for one run.
+pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStorage, StorageError> {
+    let writable_disk = if opts.read_only {
+        None
+    } else {
+        layer_of(box_dir)
+    };
+    let mut out = VmStorage {
+        tmpfs_upper_bytes: if writable_disk.is_none() {
+            opts.size_bytes
+        } else {
+            None
+        },
+        writable_disk,
+        read_only: opts.read_only,
+        ..VmStorage::default()
+    };
+    let volumes = VolumeStore::new(home);
+    for m in &opts.mounts {
+        let host_path = match &m.kind {
+            MountKind::Bind { source } => {
+                if !source.is_dir() {
+                    return Err(StorageError::NotADirectory {
+                        path: source.clone(),
+                    });
+                }
+                source.clone()
+            }
+            MountKind::Volume { name, anonymous } => {
+                volumes
+                    .ensure(name, *anonymous, Default::default())?
+                    .mountpoint
+            }
+            MountKind::Tmpfs {
+                size_bytes,
+                mode,
+                noexec,
+            } => {
+                out.mounts.push(MountSpec {
+                    target: m.target.clone(),
+                    source: MountSource::Tmpfs {
+                        size_bytes: *size_bytes,
+                        mode: *mode,
+                    },
+                    read_only: m.read_only,
+                    noexec: *noexec,
+                    nosuid: true,
+                    nodev: true,
+                });
+                continue;
+            }
+        };
+        let tag = share_tag(out.fs_mounts.len());
+        out.fs_mounts.push(FsMount {
+            tag: tag.clone(),
+            host_path,
+            read_only: m.read_only,
+        });
+        out.mounts.push(MountSpec {
+            target: m.target.clone(),
+            source: MountSource::Virtiofs { tag },
+            read_only: m.read_only,
+            noexec: false,
+            nosuid: false,
+            nodev: false,
+        });
+    }
+    // Parents before children: `/a` is mounted before `/a/b`.
+    out.mounts.sort_by_key(|m| m.target.matches('/').count());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Mount;
+
+    #[test]
+    fn shares_get_tags_and_mounts_are_ordered_parents_first() {
+        let home = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let box_dir = tempfile::tempdir().unwrap();
+        let opts = StorageOptions {
+            read_only: false,
+            size_bytes: Some(64 << 20),
+            mounts: vec![
+                Mount {
+                    target: "/a/b".into(),
+                    kind: MountKind::Bind {
+                        source: host.path().into(),
+                    },
+                    read_only: true,
+                },
+                Mount {
+                    target: "/a".into(),
+                    kind: MountKind::Volume {
+                        name: "v".into(),
+                        anonymous: false,
+                    },
+                    read_only: false,
+                },
+                Mount {
+                    target: "/t".into(),
+                    kind: MountKind::Tmpfs {
+                        size_bytes: None,
+                        mode: None,
+                        noexec: true,
+                    },
+                    read_only: false,
+                },
+            ],
+        };
+        let p = plan(&Home::at(home.path()), box_dir.path(), &opts).unwrap();
+        assert_eq!(p.writable_disk, None);
+        assert_eq!(p.tmpfs_upper_bytes, Some(64 << 20));
+        assert_eq!(p.fs_mounts.len(), 2);
+        assert_eq!(p.fs_mounts[0].tag, "a3s-fs0");
+        assert!(p.fs_mounts[0].read_only);
+        assert!(p.fs_mounts[1].host_path.ends_with("volumes/v/_data"));
+        let targets: Vec<_> = p.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/a", "/t", "/a/b"]);
+        assert!(p.needs_clean_shutdown());
+    }
+}

@@ -1,0 +1,284 @@
+//! One `virtiofsd` per shared host directory, for the life of one VM.
+//!
+//! QEMU 7.2's C daemon (`/usr/lib/qemu/virtiofsd`, Debian's
+//! qemu-system-common) serves the directory from its own mount, PID and
+//! network namespaces, pivoted into the directory, so the guest reaches
+//! nothing outside it. A read-only share is enforced on the host too: the
+//! daemon starts in a private mount namespace where the directory is a
+//! read-only bind mount, so even a compromised guest kernel cannot write it.
+//! Each daemon dies with the process that started it (`PR_SET_PDEATHSIG`,
+//! like QEMU) and is killed when the VM ends ([`Daemons`]' drop).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use a3s_box_core::FsMount;
+
+use super::StorageError;
+
+/// Environment variable naming the virtiofsd binary.
+pub const ENV_VIRTIOFSD: &str = "A3S_BOX_VIRTIOFSD";
+const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
+/// How long a daemon gets to create its socket (slow, loaded hosts).
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(5);
+
+/// How often the watcher checks that every daemon still runs.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The running daemons of one VM; killed on drop.
+#[derive(Debug, Default)]
+pub struct Daemons {
+    children: Arc<Mutex<Vec<Child>>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Daemons {
+    /// Kill the VM `vm_pid` if a daemon dies while it runs: its guest would
+    /// otherwise wait on the share forever.
+    pub fn watch(&self, vm_pid: u32) {
+        if self.lock().is_empty() {
+            return;
+        }
+        // A pidfd names this very QEMU even after it is reaped and its pid
+        // reused, so the watcher can never signal another process.
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, vm_pid as libc::pid_t, 0) };
+        if pidfd < 0 {
+            return;
+        }
+        // SAFETY: the kernel returned a new descriptor that nothing else owns.
+        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) };
+        let (children, done) = (self.children.clone(), self.done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let died = children
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter_mut()
+                    .any(|c| !matches!(c.try_wait(), Ok(None)));
+                if died {
+                    // A daemon also ends when QEMU does: only a VM that
+                    // outlives its daemon is stopped.
+                    std::thread::sleep(WATCH_INTERVAL);
+                }
+                if died && !done.load(Ordering::Relaxed) && !exited(&pidfd) {
+                    tracing::warn!("a virtiofsd died: stopping the VM");
+                    // SAFETY: signals the process the open pidfd names.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            pidfd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0,
+                        )
+                    };
+                }
+                if died {
+                    return;
+                }
+                std::thread::sleep(WATCH_INTERVAL);
+            }
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether the process a pidfd names has exited (the fd polls readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        for child in self.lock().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os(ENV_VIRTIOFSD)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(VIRTIOFSD))
+}
+
+/// A `-o` value with fuse_opt's separators escaped.
+fn escape_opt(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+}
+
+/// Start a daemon for each `(share, socket)`, and wait until each listens.
+pub fn start(shares: &[(FsMount, PathBuf)], log: &Path) -> Result<Daemons, StorageError> {
+    let daemons = Daemons::default();
+    for (share, socket) in shares {
+        let _ = std::fs::remove_file(socket);
+        let mut child = spawn(share, socket, log)?;
+        let deadline = Instant::now() + SOCKET_WAIT;
+        while !socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(StorageError::Daemon {
+                    path: share.host_path.clone(),
+                    reason: format!("{status}: {}", crate::manager::log_tail(log, 3)),
+                });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StorageError::Daemon {
+                    path: share.host_path.clone(),
+                    reason: format!("no socket after {}s", SOCKET_WAIT.as_secs()),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+        daemons.lock().push(child);
+    }
+    Ok(daemons)
+}
+
+fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageError> {
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(StorageError::io("open", log))?;
+    let mut cmd = Command::new(binary());
+    cmd.arg(format!("--socket-path={}", socket.display()))
+        .args(["-o", &format!("source={}", escape_opt(&share.host_path))])
+        // Page cache kept; names and attributes trusted for 0.1 s only, so a
+        // write by the host or another box is seen at the next open at most
+        // 0.1 s later. (timeout=0 made small-file work 2-4x slower under
+        // TCG, the 1 s default let a reader see a stale size for a second.)
+        // Requests are served on the queue's thread: no hand-off per request.
+        .args([
+            "-o",
+            "cache=auto",
+            "-o",
+            "timeout=0.1",
+            "-o",
+            "log_level=warn",
+        ])
+        .arg("--thread-pool-size=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .process_group(0);
+    let source = CString::new(share.host_path.as_os_str().as_bytes()).map_err(|_| {
+        StorageError::NotADirectory {
+            path: share.host_path.clone(),
+        }
+    })?;
+    let read_only = share.read_only;
+    // SAFETY: runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, unshare, mount) on C strings
+    // prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if read_only {
+                read_only_view(&source)?;
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StorageError::MissingTool {
+            tool: binary().display().to_string(),
+            package: "qemu-system-common",
+        },
+        _ => StorageError::io("start", binary())(e),
+    })
+}
+
+/// In a new private mount namespace, make `dir` a read-only bind mount of
+/// itself (what the daemon then serves).
+///
+/// # Safety
+/// Only async-signal-safe calls: fit for a `pre_exec` closure.
+unsafe fn read_only_view(dir: &CString) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain system calls on NUL-terminated strings that outlive them.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            dir.as_ptr(),
+            dir.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            std::ptr::null(),
+            dir.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            std::ptr::null(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_escape_commas() {
+        assert_eq!(escape_opt(Path::new("/a,b\\c")), "/a\\,b\\\\c");
+    }
+
+    #[test]
+    fn a_missing_daemon_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(ENV_VIRTIOFSD, "/nonexistent/virtiofsd");
+        let share = FsMount {
+            tag: "t".into(),
+            host_path: dir.path().into(),
+            read_only: false,
+        };
+        let err = start(
+            &[(share, dir.path().join("s.sock"))],
+            &dir.path().join("log"),
+        );
+        std::env::remove_var(ENV_VIRTIOFSD);
+        assert!(err.unwrap_err().to_string().contains("qemu-system-common"));
+    }
+}

@@ -1,0 +1,147 @@
+//! `volume create|ls|inspect|rm|prune`, `rm -v`, and the storage flags of
+//! `run`/`create`.
+
+use a3s_box_runtime::home::Home;
+use a3s_box_runtime::manager::{human_size, ImageManager, PullPolicy};
+use a3s_box_runtime::state::BoxRecord;
+use a3s_box_runtime::storage::volumes::{Volume, VolumeStore};
+use a3s_box_runtime::storage::{self, Mount, MountKind, StorageOptions};
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::Format;
+use crate::cli_storage::{StorageArgs, VolumeCommand};
+
+fn store() -> Result<VolumeStore> {
+    Ok(VolumeStore::new(&Home::from_env()?))
+}
+
+/// Run one `volume` verb.
+pub fn dispatch(command: VolumeCommand) -> Result<u8> {
+    let store = store()?;
+    match command {
+        VolumeCommand::Create(a) => {
+            let labels = super::run::parse_labels(&a.labels)?;
+            let (name, anonymous) = match a.name {
+                Some(n) => (n, false),
+                None => (a3s_box_runtime::manager::new_box_id()?, true),
+            };
+            println!("{}", store.ensure(&name, anonymous, labels)?.name);
+            Ok(0)
+        }
+        VolumeCommand::Ls(a) => {
+            let all = store.list()?;
+            match (a.quiet, a.format) {
+                (true, _) => all.iter().for_each(|v| println!("{}", v.name)),
+                (false, Format::Json) => {
+                    let list: Vec<_> = all.iter().map(|v| describe(&store, v)).collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                (false, Format::Table) => {
+                    println!("DRIVER    VOLUME NAME");
+                    all.iter()
+                        .for_each(|v| println!("{:<10}{}", "local", v.name));
+                }
+            }
+            Ok(0)
+        }
+        VolumeCommand::Inspect(a) => {
+            let mut out = Vec::new();
+            for name in &a.names {
+                out.push(describe(&store, &store.get(name)?));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+        VolumeCommand::Rm(a) => {
+            let mut failed = false;
+            for name in &a.names {
+                match store.remove(name, a.force) {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("a3s-box: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { super::EXIT_BOX_ERROR } else { 0 })
+        }
+        VolumeCommand::Prune(a) => {
+            let before: u64 = store.list()?.iter().map(|v| store.size(v)).sum();
+            let removed = store.prune(!a.all)?;
+            let after: u64 = store.list()?.iter().map(|v| store.size(v)).sum();
+            println!("Deleted Volumes:");
+            removed.iter().for_each(|n| println!("{n}"));
+            println!(
+                "\nTotal reclaimed space: {}",
+                human_size(before.saturating_sub(after))
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Docker's `volume inspect` fields.
+fn describe(store: &VolumeStore, v: &Volume) -> serde_json::Value {
+    json!({
+        "Name": v.name,
+        "Driver": "local",
+        "Mountpoint": v.mountpoint,
+        "CreatedAt": v.created,
+        "Labels": v.labels,
+        "Scope": "local",
+        "Anonymous": v.anonymous,
+        "UsedBy": store.users(&v.name),
+    })
+}
+
+/// `rm -v`: the anonymous volumes of a removed box.
+pub fn remove_anonymous(record: &BoxRecord) -> Result<()> {
+    let store = store()?;
+    for m in &record.config.options.storage.mounts {
+        if let MountKind::Volume {
+            name,
+            anonymous: true,
+        } = &m.kind
+        {
+            store.remove(name, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// The storage options of `run`/`create` flags, plus an anonymous volume for
+/// each `VOLUME` of `image` that no flag mounts over.
+pub async fn options(args: &StorageArgs, image: Option<&str>) -> Result<StorageOptions> {
+    let mut mounts: Vec<Mount> = Vec::new();
+    for v in &args.volumes {
+        mounts.push(storage::parse_volume(v)?);
+    }
+    for m in &args.mounts {
+        mounts.push(storage::parse_mount(m)?);
+    }
+    for t in &args.tmpfs {
+        mounts.push(storage::parse_tmpfs(t)?);
+    }
+    if let Some(image) = image {
+        let resolved = ImageManager::new(&Home::from_env()?)?
+            .ensure(image, PullPolicy::Never)
+            .await?;
+        for path in &resolved.config.volumes {
+            let target = path.trim_end_matches('/');
+            if !mounts.iter().any(|m| m.target == target) {
+                mounts.push(storage::parse_volume(path)?);
+            }
+        }
+    }
+    storage::spec::check_unique_targets(&mounts)?;
+    let mut size_bytes = None;
+    for opt in &args.storage_opts {
+        size_bytes = Some(storage::parse_storage_opt(opt)?);
+    }
+    Ok(StorageOptions {
+        read_only: args.read_only,
+        size_bytes,
+        mounts,
+    })
+}
