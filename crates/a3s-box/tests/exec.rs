@@ -257,3 +257,49 @@ fn signals_reach_the_process_and_a_killed_client_takes_it_along() {
 fn libc_sigterm() -> i32 {
     15
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_slow_reader_holds_the_writer_back_instead_of_buffering() {
+    const SIZE: usize = 60 * 1000 * 1000;
+    let b = TestHome::new();
+    b.run_detached(&["--name", "x"], IDLE);
+    let shim = u32::try_from(b.inspect("x")["A3s"]["ShimPid"].as_u64().unwrap_or(0)).unwrap();
+    let mut child = b
+        .cmd()
+        .args(["exec", "x", "head", "-c", &SIZE.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads for a while: everything in between must stay bounded.
+    std::thread::sleep(Duration::from_secs(4));
+    let (cli_kib, shim_kib) = (
+        rss_kib(child.id()),
+        if shim > 0 { rss_kib(shim) } else { 0 },
+    );
+    assert!(cli_kib < 48 * 1024, "exec client grew to {cli_kib} KiB");
+    assert!(shim_kib < 48 * 1024, "shim grew to {shim_kib} KiB");
+    let mut out = child.stdout.take().unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(total, SIZE);
+    b.cli(&["rm", "-f", "x"]);
+}
