@@ -37,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long clients get to receive their last frames when the box ends.
 const CLIENT_DRAIN: Duration = Duration::from_secs(2);
+/// How often the supervisor checks that its box still exists.
+const DIR_WATCH: Duration = Duration::from_secs(2);
 
 /// A request on the control socket (one JSON line; the reply is `ok` or an error line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +117,19 @@ async fn serve_control(
     }
 }
 
+/// A box whose directory was deleted behind the store's back (say its
+/// `A3S_HOME` was removed) can never be managed again: its VM is killed and
+/// the supervisor ends, instead of running on unseen.
+async fn watch_box_dir(dir: std::path::PathBuf, current: Current) {
+    loop {
+        tokio::time::sleep(DIR_WATCH).await;
+        if !dir.join(crate::state::CONFIG_FILE).is_file() {
+            tracing::warn!(dir = %dir.display(), "box directory is gone: stopping its VM");
+            send_current(&current, Control::Kill);
+        }
+    }
+}
+
 /// Supervise the box in `dir` until it is done. `ready` (if given) receives
 /// one line once the first start is decided: `ok`, or `fail CODE REASON`.
 pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
@@ -142,6 +157,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
         dir.to_path_buf(),
         current.clone(),
     ));
+    tokio::spawn(watch_box_dir(dir.to_path_buf(), current.clone()));
     let exec_socket = dir.join(exec::EXEC_SOCKET);
     let _ = std::fs::remove_file(&exec_socket);
     let exec_listener =

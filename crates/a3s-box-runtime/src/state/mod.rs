@@ -27,7 +27,8 @@ pub use files::write_atomic;
 use crate::home::Home;
 use crate::manager::RunOptions;
 
-const CONFIG_FILE: &str = "config.json";
+/// A box's configuration file in its directory.
+pub const CONFIG_FILE: &str = "config.json";
 const STATE_FILE: &str = "state.json";
 const BOX_LOCK: &str = "box.lock";
 /// Held by the shim for its whole life.

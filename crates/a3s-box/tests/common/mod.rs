@@ -44,6 +44,19 @@ impl Default for TestHome {
     }
 }
 
+impl Drop for TestHome {
+    /// Remove whatever boxes a test leaves (it may have failed half-way):
+    /// their VMs must not outlive the test's home.
+    fn drop(&mut self) {
+        let Ok(o) = self.cmd().args(["ps", "-aq", "--no-trunc"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let _ = self.cmd().args(["rm", "-f", id]).output();
+        }
+    }
+}
+
 impl TestHome {
     pub fn new() -> Self {
         Self::default()
