@@ -19,3 +19,51 @@ pub const LAYER_DIFF: &str = "layer-diff";
 pub const LAYER_TAR: &str = "layer-tar";
 /// `root-tar`: a tar of the box's whole filesystem, without its mounts.
 pub const ROOT_TAR: &str = "root-tar";
+
+/// What a path is, as `stat` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// Nothing there (or a dangling symlink, as a `target_kind`).
+    Missing,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink (only as `kind`, never as `target_kind`).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+impl PathKind {
+    /// The word `stat` prints for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Missing => "missing",
+            PathKind::File => "file",
+            PathKind::Dir => "dir",
+            PathKind::Symlink => "symlink",
+            PathKind::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_print_as_their_json_names() {
+        for k in [
+            PathKind::Missing,
+            PathKind::File,
+            PathKind::Dir,
+            PathKind::Symlink,
+            PathKind::Other,
+        ] {
+            let json = serde_json::to_string(&k).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+    }
+}

@@ -10,52 +10,27 @@ use std::path::Path;
 
 use super::HelperError;
 
-/// What a path is, as printed by `stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathKind {
-    /// Nothing there (or a dangling symlink, for `target_kind`).
-    Missing,
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symlink (only as `kind`).
-    Symlink,
-    /// A FIFO, socket or device node.
-    Other,
-}
+pub use a3s_box_core::guest::builtin::PathKind;
 
-impl PathKind {
-    /// The word printed for this kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PathKind::Missing => "missing",
-            PathKind::File => "file",
-            PathKind::Dir => "dir",
-            PathKind::Symlink => "symlink",
-            PathKind::Other => "other",
+/// The kind of a path from its `lstat`/`stat` result.
+fn kind_of(meta: io::Result<Metadata>, path: &Path) -> Result<PathKind, HelperError> {
+    match meta {
+        Ok(m) if m.is_dir() => Ok(PathKind::Dir),
+        Ok(m) if m.is_file() => Ok(PathKind::File),
+        Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
+        Ok(_) => Ok(PathKind::Other),
+        // ENOTDIR: a file where the path needs a directory (`file/x`).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            Ok(PathKind::Missing)
         }
-    }
-
-    fn of(meta: io::Result<Metadata>, path: &Path) -> Result<Self, HelperError> {
-        match meta {
-            Ok(m) if m.is_dir() => Ok(PathKind::Dir),
-            Ok(m) if m.is_file() => Ok(PathKind::File),
-            Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
-            Ok(_) => Ok(PathKind::Other),
-            // ENOTDIR: a file where the path needs a directory (`file/x`).
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                Ok(PathKind::Missing)
-            }
-            Err(e) => Err(HelperError::io("stat", path)(e)),
-        }
+        Err(e) => Err(HelperError::io("stat", path)(e)),
     }
 }
 
 /// Print the kinds of `path` to `out`.
 pub fn run(path: &Path, out: &mut impl Write) -> Result<(), HelperError> {
-    let kind = PathKind::of(fs::symlink_metadata(path), path)?;
-    let target_kind = PathKind::of(fs::metadata(path), path)?;
+    let kind = kind_of(fs::symlink_metadata(path), path)?;
+    let target_kind = kind_of(fs::metadata(path), path)?;
     writeln!(
         out,
         "{{\"kind\":\"{}\",\"target_kind\":\"{}\"}}",

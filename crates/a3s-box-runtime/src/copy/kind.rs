@@ -30,21 +30,7 @@ pub enum DestKind {
     Dir,
 }
 
-/// A path kind as the box's `stat` helper prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PathKind {
-    /// Nothing there.
-    Missing,
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symlink (only as `kind`, never as `target_kind`).
-    Symlink,
-    /// A FIFO, socket or device node.
-    Other,
-}
+pub use a3s_box_core::guest::builtin::PathKind;
 
 /// The reply of the box's `stat PATH` helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -1,55 +1,30 @@
 //! Packing a host file, directory or symlink as a tar stream for the box.
 //!
-//! The same walk as guest-init's `tar-create` helper (keep the two in step):
-//! the root entry is named `archive_name`, a directory is followed by
+//! The walk is `a3s_box_archive::pack`, shared with guest-init's
+//! `tar-create` helper: the root entry is named `archive_name`, a directory is followed by
 //! everything under it in name order, symlinks stay links, files with
 //! several links inside the tree become hardlinks to the first one archived,
 //! FIFOs and device nodes are kept and sockets skipped. Mode bits (setuid,
 //! setgid, sticky), numeric owners and mtimes are kept. GNU headers, so long
 //! names and large ids and sizes work.
 
-use std::collections::HashMap;
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
-use tar::{Builder, EntryType, Header};
+use a3s_box_archive::PackError;
+pub use a3s_box_archive::Packed;
 
 use super::CopyError;
-
-/// What [`pack`] archived.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Packed {
-    /// Entries written (hardlinks included).
-    pub entries: u64,
-    /// Bytes of file contents.
-    pub file_bytes: u64,
-    /// Sockets left out (tar cannot hold them).
-    pub skipped_sockets: u64,
-}
 
 /// Write `src` to `out` as a tar stream whose root entry is `archive_name`
 /// (one file name, or `.` to have the entries be `src`'s contents).
 pub fn pack(src: &Path, archive_name: &str, out: impl Write) -> Result<Packed, CopyError> {
     check_root_name(archive_name)?;
-    let meta = fs::symlink_metadata(src).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => CopyError::SourceMissing {
-            path: src.to_owned(),
-        },
-        _ => CopyError::io("stat", src)(e),
-    })?;
-    let mut walk = Walk {
-        builder: Builder::new(out),
-        first_names: HashMap::new(),
-        packed: Packed::default(),
-    };
-    walk.tree(src, archive_name.into(), meta)?;
-    walk.builder
-        .into_inner()
-        .and_then(|mut out| out.flush())
-        .map_err(CopyError::Write)?;
-    Ok(walk.packed)
+    a3s_box_archive::pack(src, Path::new(archive_name), out).map_err(|e| match e {
+        PackError::Missing(path) => CopyError::SourceMissing { path },
+        PackError::Io { op, path, source } => CopyError::io(op, path)(source),
+        PackError::Write(e) => CopyError::Write(e),
+    })
 }
 
 /// An archive root name must be one normal path component, or `.`.
@@ -62,137 +37,4 @@ pub(super) fn check_root_name(name: &str) -> Result<(), CopyError> {
             name: name.to_owned(),
         })
     }
-}
-
-struct Walk<W: Write> {
-    builder: Builder<W>,
-    /// (device, inode) of multiply-linked files → the name archived first.
-    first_names: HashMap<(u64, u64), PathBuf>,
-    packed: Packed,
-}
-
-impl<W: Write> Walk<W> {
-    /// Archive `root` (whose `lstat` is `meta`) as `name`, depth first.
-    fn tree(&mut self, root: &Path, name: PathBuf, meta: Metadata) -> Result<(), CopyError> {
-        let mut stack = vec![(root.to_owned(), name, Some(meta))];
-        while let Some((path, name, meta)) = stack.pop() {
-            let meta = match meta {
-                Some(meta) => meta,
-                None => match fs::symlink_metadata(&path) {
-                    Ok(meta) => meta,
-                    // Removed since its directory was listed.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(CopyError::io("stat", path)(e)),
-                },
-            };
-            if !self.entry(&path, &name, &meta)? || !meta.is_dir() {
-                continue;
-            }
-            let mut children = Vec::new();
-            for child in fs::read_dir(&path).map_err(CopyError::io("read dir", &path))? {
-                children.push(child.map_err(CopyError::io("read dir", &path))?.file_name());
-            }
-            children.sort();
-            for child in children.into_iter().rev() {
-                stack.push((path.join(&child), child_name(&name, &child), None));
-            }
-        }
-        Ok(())
-    }
-
-    /// Append one entry; false when it was skipped.
-    fn entry(&mut self, path: &Path, name: &Path, meta: &Metadata) -> Result<bool, CopyError> {
-        let ft = meta.file_type();
-        if ft.is_socket() {
-            self.packed.skipped_sockets += 1;
-            return Ok(false);
-        }
-        let mut header = header_for(meta);
-        let link_key = (!ft.is_dir() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        if let Some(first) = link_key.and_then(|key| self.first_names.get(&key)) {
-            header.set_entry_type(EntryType::Link);
-            self.builder
-                .append_link(&mut header, name, first)
-                .map_err(CopyError::Write)?;
-            self.packed.entries += 1;
-            return Ok(true);
-        }
-        let result = if ft.is_file() {
-            let Some((file, size)) = open_file(path)? else {
-                return Ok(false);
-            };
-            header.set_entry_type(EntryType::Regular);
-            header.set_size(size);
-            self.packed.file_bytes += size;
-            // Exactly `size` bytes even if the file changes while read.
-            let data = file.take(size).chain(io::repeat(0)).take(size);
-            self.builder.append_data(&mut header, name, data)
-        } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(CopyError::io("readlink", path))?;
-            header.set_entry_type(EntryType::Symlink);
-            self.builder.append_link(&mut header, name, target)
-        } else {
-            let kind = if ft.is_dir() {
-                EntryType::Directory
-            } else if ft.is_fifo() {
-                EntryType::Fifo
-            } else if ft.is_char_device() {
-                EntryType::Char
-            } else {
-                EntryType::Block
-            };
-            header.set_entry_type(kind);
-            if matches!(kind, EntryType::Char | EntryType::Block) {
-                let rdev = meta.rdev();
-                header
-                    .set_device_major(nix::sys::stat::major(rdev) as u32)
-                    .and_then(|()| header.set_device_minor(nix::sys::stat::minor(rdev) as u32))
-                    .map_err(CopyError::io("archive device", path))?;
-            }
-            self.builder.append_data(&mut header, name, io::empty())
-        };
-        result.map_err(CopyError::Write)?;
-        if let Some(key) = link_key {
-            self.first_names.insert(key, name.to_owned());
-        }
-        self.packed.entries += 1;
-        Ok(true)
-    }
-}
-
-/// The archive name of `child` in the directory archived as `name` (`x`,
-/// not `./x`, under a `.` root, so hardlink targets match entry names).
-fn child_name(name: &Path, child: &std::ffi::OsStr) -> PathBuf {
-    if name == Path::new(".") {
-        PathBuf::from(child)
-    } else {
-        name.join(child)
-    }
-}
-
-/// A GNU header with `meta`'s permission bits, numeric owner and mtime.
-fn header_for(meta: &Metadata) -> Header {
-    let mut header = Header::new_gnu();
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(meta.uid().into());
-    header.set_gid(meta.gid().into());
-    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-    header.set_size(0);
-    header
-}
-
-/// Open a regular file without following a symlink swapped in since `lstat`;
-/// `None` when it is gone or is no longer a regular file.
-fn open_file(path: &Path) -> Result<Option<(File, u64)>, CopyError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP)) => return Ok(None),
-        Err(e) => return Err(CopyError::io("open", path)(e)),
-    };
-    let meta = file.metadata().map_err(CopyError::io("stat", path))?;
-    Ok(meta.is_file().then_some((file, meta.len())))
 }
