@@ -42,7 +42,10 @@ work="$(mktemp -d /tmp/a3s-bench-exec-tp.XXXXXX)"
 export A3S_HOME="$work/home"
 trap '"$bin" rm -f bench-exec-tp >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-opts=(--rootfs "$rootfs")
+# Read-only root: the box then has no writable-layer disk, which the bare VM
+# (booted from a copy of the box's QEMU command line) could not open while
+# the box holds it. The exec path measured is the same.
+opts=(--rootfs "$rootfs" --read-only)
 [[ -n "${CPUS:-}" ]] && opts+=(--cpus "$CPUS")
 [[ -n "${MEMORY_MIB:-}" ]] && opts+=(--memory "${MEMORY_MIB}m")
 "$bin" run -d --name bench-exec-tp "${opts[@]}" -- sh -c 'while :; do sleep 1; done' >/dev/null
