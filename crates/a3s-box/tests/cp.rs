@@ -164,3 +164,34 @@ fn top_and_stats_describe_a_running_box() {
     );
     b.cli(&["rm", "-f", "x"]);
 }
+
+#[test]
+fn cp_works_on_a_stopped_box_through_its_writable_layer() {
+    let b = TestHome::new();
+    b.run_detached(
+        &["--name", "x"],
+        &["sh", "-c", "echo kept > /etc/marker; exec sleep 1000"],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ok(&b.cli(&["stop", "-t", "1", "x"]));
+    let work = tempfile::tempdir().unwrap();
+    ok(&b.cli(&["cp", "x:/etc/marker", work.path().to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("marker")).unwrap(),
+        "kept\n"
+    );
+    std::fs::write(work.path().join("in.txt"), "from the host\n").unwrap();
+    ok(&b.cli(&[
+        "cp",
+        work.path().join("in.txt").to_str().unwrap(),
+        "x:/root/",
+    ]));
+    // Still stopped, and the file is there when it runs again.
+    assert_eq!(b.inspect("x")["State"]["Status"], "exited");
+    ok(&b.cli(&["start", "x"]));
+    assert_eq!(
+        ok(&b.cli(&["exec", "x", "cat", "/root/in.txt"])),
+        "from the host\n"
+    );
+    b.cli(&["rm", "-f", "x"]);
+}

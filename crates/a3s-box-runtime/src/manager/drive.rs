@@ -224,8 +224,9 @@ impl Session<'_> {
                 exit_code,
                 reason,
             })) => {
-                io.sink
-                    .write(StdStream::Stderr, format!("a3s-box: {reason}\n").as_bytes());
+                let line = format!("a3s-box: {reason}\n");
+                io.sink.write(StdStream::Stderr, line.as_bytes());
+                router.main_output(StdStream::Stderr, line.as_bytes());
                 router.main_exited(exit_code);
                 self.send(HostMessage::Shutdown).await?;
                 return Ok(MainEvent::Ended(exit_code));

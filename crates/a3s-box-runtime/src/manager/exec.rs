@@ -103,7 +103,7 @@ async fn refuse(writer: &mut FrameWriter, reason: String) {
     let _ = writer.send(&frame).await;
 }
 
-async fn handle(stream: UnixStream, id: u32, slot: ControlSlot) {
+pub(super) async fn handle(stream: UnixStream, id: u32, slot: ControlSlot) {
     let (reader, mut writer) = split(stream);
     let mut reader = reader.into_inner();
     let mut line = Vec::new();

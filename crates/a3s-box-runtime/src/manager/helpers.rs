@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use a3s_box_core::guest::builtin;
 use a3s_box_core::guest::message::ProcessSpec;
+use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -104,6 +105,32 @@ impl BoxManager {
         self.run_captured(record, spec, input, output).await
     }
 
+    /// A copy helper: in the running box, or in the stopped box booted
+    /// for the purpose (its writable layer holds its files).
+    async fn run_copy_helper(
+        &self,
+        record: &BoxRecord,
+        name: &str,
+        args: &[&str],
+        input: Option<Box<dyn AsyncRead + Unpin + Send>>,
+        output: Box<dyn AsyncWrite + Unpin + Send>,
+    ) -> Result<()> {
+        if is_running(record) {
+            return self.run_builtin(record, name, args, input, output).await;
+        }
+        let stderr = Captured::default();
+        let io = super::stopped::helper_io(input, output, Box::new(stderr.clone()));
+        let outcome = self.run_builtin_stopped(record, name, args, io).await?;
+        finish(name, outcome, &stderr)
+    }
+
+    async fn copy_output(&self, record: &BoxRecord, name: &str, args: &[&str]) -> Result<String> {
+        let out = Captured::default();
+        self.run_copy_helper(record, name, args, None, Box::new(out.clone()))
+            .await?;
+        Ok(out.text())
+    }
+
     /// Run `spec` in the box; its stderr becomes the error when it fails.
     async fn run_captured(
         &self,
@@ -132,22 +159,35 @@ impl BoxManager {
         let outcome = run_session(reader, writer, io)
             .await
             .map_err(|e| BoxError::io(format!("{name} in box {}", record.config.name), e))?;
-        let fail = |what: String| Err(BoxError::Guest(format!("{name}: {what}")));
-        match outcome {
-            Outcome::Exited(0) => Ok(()),
-            Outcome::Exited(code) => {
-                let msg = stderr.text();
-                fail(match msg.trim() {
-                    "" => format!("failed with exit code {code}"),
-                    m => m.to_string(),
-                })
-            }
-            Outcome::SpawnFailed(_, reason) => fail(reason),
-            Outcome::Lost => fail("the box stopped".into()),
-            Outcome::Detached | Outcome::Started => fail("ended early".into()),
-        }
+        finish(&name, outcome, &stderr)
     }
+}
 
+/// Whether a box has a live supervisor running its workload.
+fn is_running(record: &BoxRecord) -> bool {
+    matches!(record.state.status, BoxStatus::Running | BoxStatus::Paused)
+        && crate::state::shim_alive(&record.dir)
+}
+
+/// A helper's outcome as a result; its stderr is the error message.
+fn finish(name: &str, outcome: Outcome, stderr: &Captured) -> Result<()> {
+    let fail = |what: String| Err(BoxError::Guest(format!("{name}: {what}")));
+    match outcome {
+        Outcome::Exited(0) => Ok(()),
+        Outcome::Exited(code) => {
+            let msg = stderr.text();
+            fail(match msg.trim() {
+                "" => format!("failed with exit code {code}"),
+                m => m.to_string(),
+            })
+        }
+        Outcome::SpawnFailed(_, reason) => fail(reason),
+        Outcome::Lost => fail("the box stopped".into()),
+        Outcome::Detached | Outcome::Started => fail("ended early".into()),
+    }
+}
+
+impl BoxManager {
     /// Run helper `name` and return its (small) stdout.
     pub async fn builtin_output(
         &self,
@@ -185,7 +225,7 @@ impl BoxManager {
 
     async fn box_stat(&self, record: &BoxRecord, path: &Path) -> Result<StatReply> {
         let path = path.to_string_lossy();
-        let line = self.builtin_output(record, builtin::STAT, &[&path]).await?;
+        let line = self.copy_output(record, builtin::STAT, &[&path]).await?;
         StatReply::parse(&line).map_err(|e| BoxError::Guest(e.to_string()))
     }
 
@@ -224,7 +264,7 @@ impl BoxManager {
         });
         let src = src.to_string_lossy();
         let streamed = self
-            .run_builtin(
+            .run_copy_helper(
                 record,
                 builtin::TAR_CREATE,
                 &[&src],
@@ -257,7 +297,7 @@ impl BoxManager {
         let pack = tokio::task::spawn_blocking(move || copy::pack(&src, &name, writer));
         let dir = plan.extract_dir.to_string_lossy().into_owned();
         let streamed = self
-            .run_builtin(
+            .run_copy_helper(
                 record,
                 builtin::TAR_EXTRACT,
                 &[&dir],
@@ -280,7 +320,7 @@ impl BoxManager {
         out: Box<dyn AsyncWrite + Unpin + Send>,
     ) -> Result<()> {
         let src = box_path(src)?.to_string_lossy().into_owned();
-        self.run_builtin(record, builtin::TAR_CREATE, &[&src], None, out)
+        self.run_copy_helper(record, builtin::TAR_CREATE, &[&src], None, out)
             .await
     }
 
@@ -292,7 +332,7 @@ impl BoxManager {
         dst: &str,
     ) -> Result<()> {
         let dst = box_path(dst)?.to_string_lossy().into_owned();
-        self.run_builtin(
+        self.run_copy_helper(
             record,
             builtin::TAR_EXTRACT,
             &[&dst],

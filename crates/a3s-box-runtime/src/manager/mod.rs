@@ -10,6 +10,7 @@ mod info;
 mod mux;
 mod run;
 mod stats;
+mod stopped;
 mod supervise;
 mod vm;
 
