@@ -159,3 +159,25 @@ fn attach_and_detach_with_ctrl_p_ctrl_q() {
     t.wait_for("EXIT=6");
     b.cli(&["rm", "-f", "a"]);
 }
+
+#[test]
+fn exec_it_detaches_with_ctrl_p_ctrl_q_and_leaves_the_process() {
+    let b = TestHome::new();
+    b.run_detached(&["--name", "x"], &["sh", "-c", "while :; do sleep 1; done"]);
+    let t = Tmux::start(&b, &format!("{} exec -it x sh", a3s()), 100, 30);
+    t.wait_for("/ #");
+    t.keys(&["echo $$ > /tmp/shpid; echo saved-pid", "Enter"]);
+    t.wait_for("saved-pid");
+    t.keys(&["C-p", "C-q"]);
+    t.wait_for("EXIT=0");
+    t.wait_for("RESTORED");
+    let o = b.cli(&[
+        "exec",
+        "x",
+        "sh",
+        "-c",
+        "kill -0 $(cat /tmp/shpid) && echo alive",
+    ]);
+    assert_eq!(common::stdout(&o), "alive\n", "{}", common::stderr(&o));
+    b.cli(&["rm", "-f", "x"]);
+}

@@ -37,6 +37,9 @@ pub enum HostMessage {
     },
     /// Every exit is received: sync the disks and power off.
     Shutdown,
+    /// From a box client to its supervisor, never forwarded to the guest:
+    /// the client is leaving (Ctrl-P Ctrl-Q) and its process keeps running.
+    Detach,
 }
 
 /// A terminal size in character cells.

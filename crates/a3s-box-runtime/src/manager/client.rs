@@ -12,6 +12,9 @@ use tokio::sync::Semaphore;
 
 use crate::guest::{CreditBatch, FrameReader, FrameWriter};
 
+/// How long queued frames may take to leave when the session ends.
+const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Ctrl-P Ctrl-Q, Docker's default detach keys.
 const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
 
@@ -142,9 +145,10 @@ pub async fn run_session(
     mut io: ClientIo,
 ) -> std::io::Result<Outcome> {
     let (to_box, mut outgoing) = unbounded_channel::<Frame>();
-    let sender = tokio::spawn(async move {
+    let mut sender = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
-            if writer.send(&frame).await.is_err() {
+            let last = matches!(frame, Frame::Control(Message::Host(HostMessage::Detach)));
+            if writer.send(&frame).await.is_err() || last {
                 break;
             }
         }
@@ -185,7 +189,11 @@ pub async fn run_session(
     let outcome = loop {
         let frame = tokio::select! {
             frame = reader.next() => frame,
-            Some(()) = detached.recv() => break Outcome::Detached,
+            Some(()) = detached.recv() => {
+                // The process stays; the supervisor must know before we go.
+                let _ = to_box.send(host(HostMessage::Detach));
+                break Outcome::Detached;
+            }
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -237,6 +245,10 @@ pub async fn run_session(
     let _ = io.stdout.flush().await;
     let _ = io.stderr.flush().await;
     drop(to_box);
+    // A detaching client's last frame must reach the supervisor.
+    if outcome == Outcome::Detached {
+        let _ = tokio::time::timeout(SEND_GRACE, &mut sender).await;
+    }
     sender.abort();
     Ok(outcome)
 }

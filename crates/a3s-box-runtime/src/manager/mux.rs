@@ -253,6 +253,10 @@ impl Router {
             Frame::Control(Message::Host(HostMessage::Resize { size, .. })) => {
                 Some(to_guest(HostMessage::Resize { process, size }))
             }
+            Frame::Control(Message::Host(HostMessage::Detach)) => {
+                exec.detach = true;
+                None
+            }
             _ => None,
         }
     }

@@ -159,3 +159,19 @@ fn data_bytes(b: &[u8]) -> Frame {
         bytes: b.to_vec(),
     }
 }
+
+#[test]
+fn a_detached_client_leaves_its_process_running() {
+    let mut r = Router::default();
+    let a = client(&mut r, 2, true);
+    let detach = Frame::Control(Message::Host(HostMessage::Detach));
+    assert_eq!(r.on_exec_input(2, detach), None);
+    drop(a);
+    let back = r.gone(2);
+    assert!(
+        !back
+            .iter()
+            .any(|f| matches!(f, Frame::Control(Message::Host(HostMessage::Signal { .. })))),
+        "{back:?}"
+    );
+}

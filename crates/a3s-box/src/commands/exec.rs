@@ -79,6 +79,9 @@ pub async fn exec(args: ExecArgs) -> Result<u8> {
     let (reader, writer) = manager.open_session(&record, &request).await?;
     let mut io = local_io(args.interactive && !args.detach, tty);
     io.return_when_started = args.detach;
+    // As Docker: Ctrl-P Ctrl-Q leaves an interactive terminal session
+    // with its process still running.
+    io.detach_keys = tty && args.interactive;
     let raw = match tty && args.interactive {
         true => RawMode::enter()?,
         false => None,
