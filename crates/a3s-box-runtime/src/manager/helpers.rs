@@ -120,7 +120,9 @@ impl BoxManager {
         }
         let stderr = Captured::default();
         let io = super::stopped::helper_io(input, output, Box::new(stderr.clone()));
-        let outcome = self.run_builtin_stopped(record, name, args, io).await?;
+        let outcome = self
+            .run_builtin_stopped(record, name, args, io, true)
+            .await?;
         finish(name, outcome, &stderr)
     }
 
@@ -250,14 +252,7 @@ impl BoxManager {
                 ))
             })?;
         let dest = DestKind::of_host_path(dst).map_err(copy_error)?;
-        let plan = copy::plan_copy(
-            &CopySource { path: src, kind },
-            &CopyDest {
-                path: dst,
-                kind: dest,
-            },
-        )
-        .map_err(copy_error)?;
+        let plan = plan(src, kind, dst, dest)?;
         let (reader, writer) = std::io::pipe().map_err(|e| BoxError::io("pipe", e))?;
         let extract = tokio::task::spawn_blocking(move || {
             copy::unpack(reader, &plan.extract_dir, plan.rename_root())
@@ -284,14 +279,7 @@ impl BoxManager {
         let dst = box_path(dst)?;
         let kind = SourceKind::of_host_path(src, follows(src)).map_err(copy_error)?;
         let dest = self.box_stat(record, dst).await?.dest_kind();
-        let plan = copy::plan_copy(
-            &CopySource { path: src, kind },
-            &CopyDest {
-                path: dst,
-                kind: dest,
-            },
-        )
-        .map_err(copy_error)?;
+        let plan = plan(src, kind, dst, dest)?;
         let (reader, writer) = std::io::pipe().map_err(|e| BoxError::io("pipe", e))?;
         let (src, name) = (src.to_owned(), plan.packed_name().to_string());
         let pack = tokio::task::spawn_blocking(move || copy::pack(&src, &name, writer));
@@ -347,6 +335,16 @@ impl BoxManager {
 fn follows(path: &Path) -> bool {
     let s = path.as_os_str().as_encoded_bytes();
     s.ends_with(b"/") || s.ends_with(b"/.")
+}
+
+/// Docker's rules for where `src` lands at `dst`.
+fn plan(src: &Path, kind: SourceKind, dst: &Path, dest: DestKind) -> Result<copy::CopyPlan> {
+    let src = CopySource { path: src, kind };
+    let dst = CopyDest {
+        path: dst,
+        kind: dest,
+    };
+    copy::plan_copy(&src, &dst).map_err(copy_error)
 }
 
 fn copy_error(e: copy::CopyError) -> BoxError {

@@ -10,7 +10,7 @@ mod info;
 mod mux;
 mod run;
 mod stats;
-mod stopped;
+pub(crate) mod stopped;
 mod supervise;
 mod vm;
 

@@ -30,14 +30,16 @@ impl OutputSink for Discard {
 }
 
 impl BoxManager {
-    /// Run built-in helper `name` in the stopped box `record`; its exit
-    /// code, or how it failed to start.
-    pub(super) async fn run_builtin_stopped(
+    /// Run built-in helper `name` in the stopped box `record` (with its
+    /// bind mounts and volumes when `with_mounts`); its exit code, or how it
+    /// failed to start.
+    pub(crate) async fn run_builtin_stopped(
         &self,
         record: &BoxRecord,
         name: &str,
         args: &[&str],
         io: ClientIo,
+        with_mounts: bool,
     ) -> Result<Outcome> {
         let lock_path = record.dir.join(SHIM_LOCK);
         let file = File::options()
@@ -62,6 +64,9 @@ impl BoxManager {
         opts.stdin = io.stdin.is_some();
         opts.tty = false;
         opts.storage.read_only = false;
+        if !with_mounts {
+            opts.storage.mounts.clear();
+        }
 
         let (tx, controls) = tokio::sync::mpsc::unbounded_channel();
         let slot: exec::ControlSlot = Arc::new(Mutex::new(Some(tx)));
@@ -101,7 +106,7 @@ impl BoxManager {
 }
 
 /// The local ends of a helper's streams, as [`ClientIo`] for an attach.
-pub(super) fn helper_io(
+pub(crate) fn helper_io(
     input: Option<Box<dyn AsyncRead + Unpin + Send>>,
     output: Box<dyn AsyncWrite + Unpin + Send>,
     stderr: Box<dyn AsyncWrite + Unpin + Send>,

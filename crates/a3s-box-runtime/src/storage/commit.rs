@@ -316,7 +316,7 @@ pub async fn commit(
         .reopen()
         .map_err(|e| BoxError::io("open temporary layer", e))?;
     let sink = out(std::io::BufWriter::new(file));
-    run_helper(home, manager, record, helper, sink.clone()).await?;
+    run_helper(manager, record, helper, sink.clone()).await?;
     sink.lock()
         .map_err(|_| BoxError::Config("layer writer poisoned".into()))?
         .flush()

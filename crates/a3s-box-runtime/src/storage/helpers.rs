@@ -15,17 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use a3s_box_core::guest::message::ProcessSpec;
-use a3s_box_core::guest::StdStream;
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
-use nix::fcntl::{Flock, FlockArg};
 use tokio::io::AsyncWrite;
 
-use crate::home::Home;
 use crate::manager::client::{run_session, ClientIo, Outcome};
 use crate::manager::exec::ClientRequest;
-use crate::manager::{run_vm, BoxManager, OutputSink, RunIo};
-use crate::state::{shim_alive, BoxRecord, SHIM_LOCK};
+use crate::manager::{stopped, BoxManager};
+use crate::state::{shim_alive, BoxRecord};
 
 /// A shared synchronous writer (a file or our stdout).
 pub type Out = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -57,22 +54,6 @@ impl AsyncWrite for SyncWriter {
     }
 }
 
-/// Output of a maintenance VM: stdout to `out`, stderr to ours.
-struct Sink(Out);
-
-impl OutputSink for Sink {
-    fn write(&mut self, stream: StdStream, bytes: &[u8]) {
-        let _ = match stream {
-            StdStream::Stderr => std::io::stderr().write_all(bytes),
-            _ => self
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(bytes),
-        };
-    }
-}
-
 fn helper_spec(helper: &str) -> ProcessSpec {
     ProcessSpec {
         process: 0,
@@ -93,7 +74,6 @@ fn failed(helper: &str, how: String) -> BoxError {
 
 /// Run `helper` for the box `record`; its stdout goes to `out`.
 pub async fn run_helper(
-    home: &Home,
     manager: &BoxManager,
     record: &BoxRecord,
     helper: &str,
@@ -126,7 +106,7 @@ pub async fn run_helper(
             other => return Err(failed(helper, format!("ended early ({other:?})"))),
         }
     } else {
-        run_stopped(home, record, helper, out).await?
+        run_stopped(manager, record, helper, out).await?
     };
     match code {
         0 => Ok(()),
@@ -134,35 +114,26 @@ pub async fn run_helper(
     }
 }
 
-/// Boot the stopped box briefly with `helper` as its only process.
-async fn run_stopped(home: &Home, record: &BoxRecord, helper: &str, out: Out) -> Result<i32> {
-    let lock_path = record.dir.join(SHIM_LOCK);
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| BoxError::io(format!("open {}", lock_path.display()), e))?;
-    let _lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        BoxError::Config(format!(
-            "box {} is being started or stopped: try again",
-            record.config.name
-        ))
-    })?;
-    let mut opts = record.config.options.clone();
-    opts.command = vec![helper.to_string()];
-    opts.builtin = true;
-    opts.stdin = false;
-    opts.tty = false;
-    opts.storage.mounts.clear();
-    opts.storage.read_only = false;
-    let (_tx, controls) = tokio::sync::mpsc::unbounded_channel();
-    let io = RunIo {
-        sink: &mut Sink(out),
-        controls,
-        on_started: &mut |_, _| {},
-    };
-    run_vm(home, &record.config.id, &record.dir, &opts, io).await
+/// Boot the stopped box briefly with `helper` as its only process (no
+/// shares: the layer helpers need only the box's own disks).
+async fn run_stopped(
+    manager: &BoxManager,
+    record: &BoxRecord,
+    helper: &str,
+    out: Out,
+) -> Result<i32> {
+    let io = stopped::helper_io(
+        None,
+        Box::new(SyncWriter(out)),
+        Box::new(tokio::io::stderr()),
+    );
+    match manager
+        .run_builtin_stopped(record, helper, &[], io, false)
+        .await?
+    {
+        Outcome::Exited(code) => Ok(code),
+        other => Err(failed(helper, format!("ended early ({other:?})"))),
+    }
 }
 
 /// One line of `diff`.
@@ -221,10 +192,9 @@ impl Write for Buffer {
 }
 
 /// The box's changes to its image (Docker's `diff`).
-pub async fn diff(home: &Home, manager: &BoxManager, record: &BoxRecord) -> Result<Vec<Change>> {
+pub async fn diff(manager: &BoxManager, record: &BoxRecord) -> Result<Vec<Change>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     run_helper(
-        home,
         manager,
         record,
         a3s_box_core::guest::builtin::LAYER_DIFF,

@@ -18,7 +18,7 @@ pub async fn diff(args: DiffArgs) -> Result<u8> {
     let manager = BoxManager::new(&home);
     let record = manager.store().get(&args.target)?;
     let mut stdout = std::io::stdout().lock();
-    for change in helpers::diff(&home, &manager, &record).await? {
+    for change in helpers::diff(&manager, &record).await? {
         writeln!(stdout, "{} {}", change.kind, change.path)?;
     }
     Ok(0)
@@ -42,7 +42,7 @@ pub async fn export(args: ExportArgs) -> Result<u8> {
             helpers::out(std::io::stdout())
         }
     };
-    run_helper(&home, &manager, &record, ROOT_TAR, out.clone()).await?;
+    run_helper(&manager, &record, ROOT_TAR, out.clone()).await?;
     out.lock()
         .map_err(|_| anyhow::anyhow!("output lock"))?
         .flush()?;
