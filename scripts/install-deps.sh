@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
     qemu-system-x86      # the VMM
-    qemu-system-common   # /usr/lib/qemu/virtiofsd: bind mounts and volumes
+    libseccomp-dev libcap-ng-dev  # build of a3s-box-fs (virtio-fs daemon: seccomp, capabilities)
     e2fsprogs erofs-utils  # mkfs.ext4, mkfs.erofs: root filesystem images
     busybox-static       # the demo / test root filesystem
     linux-source-6.12    # guest kernel source

@@ -14,6 +14,7 @@ mod error;
 mod helper;
 mod layers;
 mod log;
+mod mount_file;
 mod port;
 mod power;
 mod process;

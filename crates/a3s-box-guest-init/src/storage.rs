@@ -55,10 +55,20 @@ fn disk_by_serial(sys_block: &Path, serial: &str) -> Option<String> {
 
 /// `openat2(dir, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT)`.
 fn open_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd, Errno> {
+    open_path_in_root(root, path, libc::O_DIRECTORY)
+}
+
+/// `openat2(dir, path, O_PATH | flags, RESOLVE_IN_ROOT)`: symlinks resolve
+/// as if `dir` were `/`, and never through magic links.
+pub(crate) fn open_path_in_root(
+    root: &OwnedFd,
+    path: &str,
+    flags: libc::c_int,
+) -> Result<OwnedFd, Errno> {
     let c_path = CString::new(path).map_err(|_| Errno::EINVAL)?;
     // SAFETY: `open_how` is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.flags = (libc::O_PATH | flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: the path is NUL-terminated and `how` is a valid open_how of the
     // size passed; both outlive the call.
@@ -126,6 +136,9 @@ pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
 
 /// Mount `m` into the box assembled at `root`.
 pub fn mount_into(root: &str, m: &MountSpec) -> Result<(), InitError> {
+    if let MountSource::Virtiofs { tag, file: true } = &m.source {
+        return crate::mount_file::mount_file(root, tag, m);
+    }
     let target = make_dir_in_root(root, &m.target)?;
     let at = format!("/proc/self/fd/{}", target.as_raw_fd());
     let mut flags = MsFlags::empty();
@@ -140,7 +153,7 @@ pub fn mount_into(root: &str, m: &MountSpec) -> Result<(), InitError> {
         }
     }
     let (source, fstype, data) = match &m.source {
-        MountSource::Virtiofs { tag } => (tag.clone(), "virtiofs", String::new()),
+        MountSource::Virtiofs { tag, .. } => (tag.clone(), "virtiofs", String::new()),
         MountSource::Tmpfs { size_bytes, mode } => {
             let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
             if let Some(size) = size_bytes {

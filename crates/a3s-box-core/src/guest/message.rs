@@ -155,6 +155,9 @@ pub struct MountSpec {
     pub nodev: bool,
 }
 
+/// Name of the one entry of a single-file share's root (`a3s-box-fs --file`).
+pub const SHARED_FILE_NAME: &str = "file";
+
 /// The filesystem of a [`MountSpec`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -163,6 +166,10 @@ pub enum MountSource {
     Virtiofs {
         /// The virtio-fs tag.
         tag: String,
+        /// The share holds a single host file, named [`SHARED_FILE_NAME`]
+        /// in its root: that file is mounted at the target, not the share.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        file: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {

@@ -53,10 +53,7 @@ fn shim_binary() -> PathBuf {
     if let Some(p) = std::env::var_os(ENV_SHIM).filter(|v| !v.is_empty()) {
         return p.into();
     }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("a3s-box-shim")))
-        .unwrap_or_else(|| PathBuf::from("a3s-box-shim"))
+    crate::sibling_binary("a3s-box-shim")
 }
 
 impl BoxManager {

@@ -5,7 +5,8 @@
 //!   typed [`Mount`]s, once, at the command line;
 //! - [`layer`] makes a box's writable layer by copying a cached, formatted
 //!   template sparsely (creating a box copies nothing of its image);
-//! - [`virtiofs`] runs one `virtiofsd` per share for the life of a VM;
+//! - [`virtiofs`] runs one virtio-fs daemon (`a3s-box-fs`) per share for the
+//!   life of a VM;
 //! - [`volumes`] is the store of named volumes;
 //! - [`plan`] turns a box's options into what QEMU and the guest are given;
 //! - [`helpers`] runs guest-init's layer helpers (diff, export, commit).
@@ -47,8 +48,11 @@ pub enum StorageError {
         /// Why it is refused.
         reason: String,
     },
-    /// A bind mount's source is not a directory on the host.
-    #[error("bind source {} is not a directory (only directories can be shared)", path.display())]
+    /// A bind mount's source is neither a directory nor a regular file.
+    #[error(
+        "bind source {} is neither a directory nor a regular file (sockets, devices and fifos cannot be shared)",
+        path.display()
+    )]
     NotADirectory {
         /// The path.
         path: PathBuf,
@@ -92,7 +96,7 @@ pub enum StorageError {
         package: &'static str,
     },
     /// A virtio-fs daemon did not come up.
-    #[error("virtiofsd for {} did not start: {reason}", path.display())]
+    #[error("the virtio-fs daemon for {} did not start: {reason}", path.display())]
     Daemon {
         /// The shared directory.
         path: PathBuf,

@@ -61,7 +61,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
     for m in &opts.mounts {
         let host_path = match &m.kind {
             MountKind::Bind { source } => {
-                if !source.is_dir() {
+                if !source.is_dir() && !source.is_file() {
                     return Err(StorageError::NotADirectory {
                         path: source.clone(),
                     });
@@ -93,6 +93,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
             }
         };
         let tag = share_tag(out.fs_mounts.len());
+        let file = host_path.is_file();
         out.fs_mounts.push(FsMount {
             tag: tag.clone(),
             host_path,
@@ -100,7 +101,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
         });
         out.mounts.push(MountSpec {
             target: m.target.clone(),
-            source: MountSource::Virtiofs { tag },
+            source: MountSource::Virtiofs { tag, file },
             read_only: m.read_only,
             noexec: false,
             nosuid: false,

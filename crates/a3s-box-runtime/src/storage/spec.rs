@@ -40,7 +40,8 @@ fn target(spec: &str, path: &str) -> Result<String, StorageError> {
         .ok_or_else(|| bad(spec, "the box path is not valid UTF-8"))
 }
 
-/// A host directory to share: absolute, existing (created with `create`).
+/// A host directory or regular file to share: absolute, existing (a
+/// missing path is created as a directory with `create`).
 fn bind_source(spec: &str, path: &str, create: bool) -> Result<PathBuf, StorageError> {
     let p = Path::new(path);
     if !p.is_absolute() {
@@ -53,7 +54,7 @@ fn bind_source(spec: &str, path: &str, create: bool) -> Result<PathBuf, StorageE
         std::fs::create_dir_all(p).map_err(StorageError::io("create", p))?;
     }
     let real = std::fs::canonicalize(p).map_err(StorageError::io("bind source", p))?;
-    if !real.is_dir() {
+    if !real.is_dir() && !real.is_file() {
         return Err(StorageError::NotADirectory { path: real });
     }
     Ok(real)

@@ -1,18 +1,16 @@
-//! One `virtiofsd` per shared host directory, for the life of one VM.
+//! One virtio-fs daemon per share, for the life of one VM.
 //!
-//! QEMU 7.2's C daemon (`/usr/lib/qemu/virtiofsd`, Debian's
-//! qemu-system-common) serves the directory from its own mount, PID and
-//! network namespaces, pivoted into the directory, so the guest reaches
-//! nothing outside it. A read-only share is enforced on the host too: the
-//! daemon starts in a private mount namespace where the directory is a
-//! read-only bind mount, so even a compromised guest kernel cannot write it.
-//! Each daemon dies with the process that started it (`PR_SET_PDEATHSIG`,
-//! like QEMU) and is killed when the VM ends ([`Daemons`]' drop).
+//! The daemon is our `a3s-box-fs` (built on the `virtiofsd` crate): it serves
+//! the directory from its own mount, PID and network namespaces, pivoted
+//! into it, so the guest reaches nothing outside it; a read-only share is a
+//! read-only bind mount in the daemon's namespace, so even a compromised
+//! guest kernel cannot write it; a single host file is served as a one-file
+//! view. Each daemon dies with the process that started it
+//! (`PR_SET_PDEATHSIG`, like QEMU) and is killed when the VM ends
+//! ([`Daemons`]' drop).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,9 +22,10 @@ use a3s_box_core::FsMount;
 
 use super::StorageError;
 
-/// Environment variable naming the virtiofsd binary.
+/// Environment variable naming the virtio-fs daemon (an `a3s-box-fs`).
 pub const ENV_VIRTIOFSD: &str = "A3S_BOX_VIRTIOFSD";
-const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
+/// Our daemon (crate `a3s-box-fs`), installed next to the CLI.
+const DAEMON: &str = "a3s-box-fs";
 /// How long a daemon gets to create its socket (slow, loaded hosts).
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(5);
@@ -71,7 +70,7 @@ impl Daemons {
                     std::thread::sleep(WATCH_INTERVAL);
                 }
                 if died && !done.load(Ordering::Relaxed) && !exited(&pidfd) {
-                    tracing::warn!("a virtiofsd died: stopping the VM");
+                    tracing::warn!("a virtio-fs daemon died: stopping the VM");
                     // SAFETY: signals the process the open pidfd names.
                     unsafe {
                         libc::syscall(
@@ -121,14 +120,7 @@ fn binary() -> PathBuf {
     std::env::var_os(ENV_VIRTIOFSD)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(VIRTIOFSD))
-}
-
-/// A `-o` value with fuse_opt's separators escaped.
-fn escape_opt(path: &Path) -> String {
-    path.to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace(',', "\\,")
+        .unwrap_or_else(|| crate::sibling_binary(DAEMON))
 }
 
 /// Start a daemon for each `(share, socket)`, and wait until each listens.
@@ -167,42 +159,38 @@ fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageErr
         .open(log)
         .map_err(StorageError::io("open", log))?;
     let mut cmd = Command::new(binary());
-    cmd.arg(format!("--socket-path={}", socket.display()))
-        .args(["-o", &format!("source={}", escape_opt(&share.host_path))])
+    cmd.arg("--socket-path")
+        .arg(socket)
         // Page cache kept; names and attributes trusted for 0.1 s only, so a
         // write by the host or another box is seen at the next open at most
-        // 0.1 s later. (timeout=0 made small-file work 2-4x slower under
-        // TCG, the 1 s default let a reader see a stale size for a second.)
-        // Requests are served on the queue's thread: no hand-off per request.
-        .args([
-            "-o",
-            "cache=auto",
-            "-o",
-            "timeout=0.1",
-            "-o",
-            "log_level=warn",
-        ])
-        .arg("--thread-pool-size=0")
-        .stdin(Stdio::null())
+        // 0.1 s later. (0 made small-file work 2-4x slower under TCG, 1 s let
+        // a reader see a stale size for a second.)
+        .args(["--cache-timeout-ms", "100"]);
+    if share.host_path.is_file() {
+        // A single file: the daemon mounts a one-file view on an empty
+        // directory of the box (in its own mount namespace only).
+        let view = socket.with_extension("view");
+        std::fs::create_dir_all(&view).map_err(StorageError::io("create", &view))?;
+        cmd.arg("--shared-dir")
+            .arg(&view)
+            .arg("--file")
+            .arg(&share.host_path);
+    } else {
+        cmd.arg("--shared-dir").arg(&share.host_path);
+    }
+    if share.read_only {
+        cmd.arg("--read-only");
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
         .process_group(0);
-    let source = CString::new(share.host_path.as_os_str().as_bytes()).map_err(|_| {
-        StorageError::NotADirectory {
-            path: share.host_path.clone(),
-        }
-    })?;
-    let read_only = share.read_only;
-    // SAFETY: runs in the forked child before exec and makes only
-    // async-signal-safe system calls (prctl, unshare, mount) on C strings
-    // prepared before the fork.
+    // SAFETY: runs in the forked child before exec and only calls prctl,
+    // which is async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || {
+        cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
-            }
-            if read_only {
-                read_only_view(&source)?;
             }
             Ok(())
         });
@@ -210,50 +198,10 @@ fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageErr
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StorageError::MissingTool {
             tool: binary().display().to_string(),
-            package: "qemu-system-common",
+            package: "a3s-box-fs",
         },
         _ => StorageError::io("start", binary())(e),
     })
-}
-
-/// In a new private mount namespace, make `dir` a read-only bind mount of
-/// itself (what the daemon then serves).
-///
-/// # Safety
-/// Only async-signal-safe calls: fit for a `pre_exec` closure.
-unsafe fn read_only_view(dir: &CString) -> std::io::Result<()> {
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: plain system calls on NUL-terminated strings that outlive them.
-    unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS))?;
-        check(libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
-        check(libc::mount(
-            dir.as_ptr(),
-            dir.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        ))?;
-        check(libc::mount(
-            std::ptr::null(),
-            dir.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-            std::ptr::null(),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -261,14 +209,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn option_values_escape_commas() {
-        assert_eq!(escape_opt(Path::new("/a,b\\c")), "/a\\,b\\\\c");
-    }
-
-    #[test]
     fn a_missing_daemon_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::env::set_var(ENV_VIRTIOFSD, "/nonexistent/virtiofsd");
+        std::env::set_var(ENV_VIRTIOFSD, "/nonexistent/a3s-box-fs");
         let share = FsMount {
             tag: "t".into(),
             host_path: dir.path().into(),
@@ -279,6 +222,6 @@ mod tests {
             &dir.path().join("log"),
         );
         std::env::remove_var(ENV_VIRTIOFSD);
-        assert!(err.unwrap_err().to_string().contains("qemu-system-common"));
+        assert!(err.unwrap_err().to_string().contains("install a3s-box-fs"));
     }
 }
