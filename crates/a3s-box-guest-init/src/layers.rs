@@ -9,13 +9,13 @@
 //! escapes), never mounted.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use a3s_box_archive::{pack_contents, Layout, PackError};
 use a3s_box_core::guest::builtin::{LAYER_DIFF, LAYER_TAR, ROOT_TAR};
-use tar::{Builder, EntryType, Header, HeaderMode};
 
 use crate::boot::{LOWER, MERGED, UPPER};
 
@@ -53,22 +53,7 @@ fn is_whiteout(meta: &Metadata) -> bool {
 
 /// An overlay opaque directory (its lower contents are hidden).
 fn is_opaque(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated and the buffer's length is
-    // passed with it; all outlive the call.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
+    a3s_box_archive::xattrs::read(path).opaque
 }
 
 fn sorted_entries(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
@@ -124,70 +109,26 @@ fn walk_diff(
     Ok(())
 }
 
-/// A tar of the tree at `root`, entries named relative to it. With
-/// `as_layer`, overlay whiteouts become OCI `.wh.` entries and opaque
+/// A tar of the tree at `root`, entries named relative to it (the shared
+/// walk: hardlinks and extended attributes kept, overlayfs's own left out).
+/// With `as_layer`, overlay whiteouts become OCI `.wh.` entries and opaque
 /// directories get a `.wh..wh..opq` entry.
 fn tar_tree(root: &Path, as_layer: bool, out: &mut impl Write) -> io::Result<()> {
-    let mut builder = Builder::new(out);
-    builder.follow_symlinks(false);
-    walk_tar(root, Path::new(""), as_layer, &mut builder)?;
-    builder.finish()
-}
-
-fn empty_file(builder: &mut Builder<impl Write>, path: &Path, like: &Metadata) -> io::Result<()> {
-    let mut h = Header::new_gnu();
-    h.set_entry_type(EntryType::Regular);
-    h.set_size(0);
-    h.set_mode(0o644);
-    h.set_mtime(like.mtime().max(0) as u64);
-    builder.append_data(&mut h, path, io::empty())
-}
-
-fn walk_tar(
-    root: &Path,
-    rel: &Path,
-    as_layer: bool,
-    builder: &mut Builder<impl Write>,
-) -> io::Result<()> {
-    let dir = root.join(rel);
-    if as_layer && !rel.as_os_str().is_empty() && is_opaque(&dir) {
-        let meta = fs::symlink_metadata(&dir)?;
-        empty_file(builder, &rel.join(".wh..wh..opq"), &meta)?;
-    }
-    for entry in sorted_entries(&dir)? {
-        let path = rel.join(entry.file_name());
-        let full = entry.path();
-        let meta = fs::symlink_metadata(&full)?;
-        let ft = meta.file_type();
-        if as_layer && is_whiteout(&meta) {
-            let mut name = std::ffi::OsString::from(".wh.");
-            name.push(entry.file_name());
-            empty_file(builder, &rel.join(name), &meta)?;
-            continue;
-        }
-        let mut h = Header::new_gnu();
-        h.set_metadata_in_mode(&meta, HeaderMode::Complete);
-        if ft.is_socket() {
-            continue;
-        } else if ft.is_symlink() {
-            h.set_size(0);
-            builder.append_link(&mut h, &path, fs::read_link(&full)?)?;
-        } else if ft.is_dir() {
-            h.set_size(0);
-            builder.append_data(&mut h, &path, io::empty())?;
-            walk_tar(root, &path, as_layer, builder)?;
-        } else if ft.is_file() {
-            builder.append_data(&mut h, &path, File::open(&full)?)?;
-        } else {
-            // Devices and FIFOs: header only.
-            if ft.is_char_device() || ft.is_block_device() {
-                let rdev = meta.rdev();
-                h.set_device_major(libc::major(rdev))?;
-                h.set_device_minor(libc::minor(rdev))?;
-            }
-            h.set_size(0);
-            builder.append_data(&mut h, &path, io::empty())?;
-        }
+    let layout = if as_layer {
+        Layout::OverlayUpper
+    } else {
+        Layout::Tree
+    };
+    let packed = pack_contents(root, layout, out).map_err(|e| match e {
+        PackError::Write(e) => e,
+        other => io::Error::other(other),
+    })?;
+    if packed.skipped_xattrs > 0 {
+        let _ = writeln!(
+            io::stderr(),
+            "warning: {} extended attributes could not be read and were left out",
+            packed.skipped_xattrs
+        );
     }
     Ok(())
 }

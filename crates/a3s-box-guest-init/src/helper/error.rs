@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use a3s_box_archive::read::ReadError;
+
 use super::{EXIT_FAILED, EXIT_USAGE};
 
 /// A helper failure.
@@ -27,6 +29,9 @@ pub enum HelperError {
     },
     /// The input tar stream is unreadable.
     Tar(io::Error),
+    /// The input tar stream has a header over its limit or a feature the
+    /// reader does not implement.
+    Archive(ReadError),
     /// An archive entry that would land outside the destination.
     Refused {
         /// The entry name as it is in the archive.
@@ -66,6 +71,7 @@ impl fmt::Display for HelperError {
                 write!(f, "{op} {}: {source}", path.display())
             }
             HelperError::Tar(source) => write!(f, "reading the tar stream: {source}"),
+            HelperError::Archive(e) => write!(f, "refused archive: {e}"),
             HelperError::Refused { entry, reason } => {
                 write!(f, "refused archive entry {}: {reason}", entry.display())
             }
@@ -74,10 +80,20 @@ impl fmt::Display for HelperError {
     }
 }
 
+impl From<ReadError> for HelperError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Tar(source) => HelperError::Tar(source),
+            other => HelperError::Archive(other),
+        }
+    }
+}
+
 impl std::error::Error for HelperError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HelperError::Io { source, .. } | HelperError::Tar(source) => Some(source),
+            HelperError::Archive(e) => Some(e),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@ mod stat;
 mod stats;
 mod tar_create;
 mod tar_extract;
+mod tar_place;
 
 use std::io::{self, Write};
 use std::path::Path;

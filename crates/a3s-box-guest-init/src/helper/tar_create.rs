@@ -1,11 +1,12 @@
 //! `tar-create PATH`: PATH as a tar stream, the way `docker cp BOX:PATH -`
 //! writes it. Entry names start with PATH's basename (`.` for `/`); a
 //! directory is followed by everything under it, in name order. Symlinks
-//! (PATH itself included) are archived as links, files with several links
-//! inside the tree as hardlinks to the first one archived; FIFOs and device
-//! nodes are kept, sockets skipped. Mode bits (setuid, setgid, sticky),
-//! numeric owners and mtimes are kept. GNU headers, so long names and large
-//! ids and sizes work.
+//! (PATH itself included) are archived as links, regular files with several
+//! links inside the tree as hardlinks to the first one archived; FIFOs and
+//! device nodes are kept, sockets skipped. Mode bits (setuid, setgid,
+//! sticky), numeric owners, mtimes and extended attributes (PAX
+//! `SCHILY.xattr.*`) are kept. GNU headers, so long names and large ids and
+//! sizes work.
 //!
 //! The walk is `a3s_box_archive::pack`, the one the host uses for files
 //! going into a box.

@@ -1,8 +1,11 @@
 //! `tar-extract DIR`: extract the tar stream on stdin under DIR, keeping
 //! modes (setuid, setgid, sticky), numeric owners (when root), mtimes,
-//! symlinks, hardlinks, FIFOs and device nodes. Existing files and symlinks
-//! are replaced (never written through); a directory is never replaced by a
-//! non-directory or the reverse.
+//! symlinks, hardlinks, FIFOs, device nodes and extended attributes (PAX
+//! `SCHILY.xattr.*`; dropped where the filesystem has none, `EOPNOTSUPP`).
+//! The stream is read with `a3s_box_archive::read` (bounded headers, PAX
+//! records read by length). Existing files and symlinks are replaced (never
+//! written through); a directory is never replaced by a non-directory or the
+//! reverse.
 //!
 //! Nothing is written outside DIR. When the helper may, it `chroot`s into DIR
 //! first, so the kernel confines every path even if processes of the box
@@ -16,11 +19,13 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use a3s_box_archive::read::{self, Member};
 use nix::errno::Errno;
-use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use tar::{Archive, Entry, EntryType};
+use tar::EntryType;
 
+use super::tar_place as place;
 use super::HelperError;
 
 /// What [`extract`] wrote.
@@ -60,41 +65,37 @@ fn confine(dir: &Path) -> Result<PathBuf, HelperError> {
 /// Extract `input` under `root`, which must be canonical (no symlinks).
 pub fn extract(input: impl Read, root: &Path) -> Result<Extracted, HelperError> {
     let is_root = nix::unistd::geteuid().is_root();
-    let mut archive = Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(is_root);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(false);
-    archive.set_overwrite(true);
     let mut extracted = Extracted::default();
     // Directory mtimes are set last: adding children changes them.
     let mut dir_times = Vec::new();
-    for entry in archive.entries().map_err(HelperError::Tar)? {
-        let mut entry = entry.map_err(HelperError::Tar)?;
-        let name = entry.path().map_err(HelperError::Tar)?.into_owned();
-        let comps = clean(&name)?;
+    read::for_each(input, |member, data| {
+        let comps = clean(&member.name)?;
         let Some((last, parents)) = comps.split_last() else {
-            continue; // DIR itself: keep it as it is
+            return Ok(()); // DIR itself: keep it as it is
         };
-        let target = walk(root, parents, &name, true)?.join(last);
-        let kind = entry.header().entry_type();
-        match kind {
-            EntryType::Link => hardlink(&entry, root, &name, &target)?,
+        let target = walk(root, parents, &member.name, true)?.join(last);
+        match member.kind {
+            EntryType::Link => {
+                return hardlink(&member, root, &target).map(|()| extracted.entries += 1)
+            }
+            EntryType::Regular | EntryType::Continuous => place::file(&member, data, &target)?,
+            EntryType::Directory => {
+                place::dir(&member, &target)?;
+                dir_times.push((target.clone(), member.mtime));
+            }
+            EntryType::Symlink => place::symlink(&member, &target)?,
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                special(&entry, kind, &target, is_root)?
+                place::special(&member, &target)?
             }
-            _ => {
-                entry
-                    .unpack(&target)
-                    .map_err(HelperError::io("extract", &target))?;
-            }
+            _ => return Ok(()), // nothing this reader can make
         }
-        if kind == EntryType::Directory {
-            let mtime = entry.header().mtime().map_err(HelperError::Tar)?;
-            dir_times.push((target, mtime));
+        place::owner_mode_xattrs(&member, &target, is_root)?;
+        if member.kind != EntryType::Directory {
+            set_mtime(&target, member.mtime)?;
         }
         extracted.entries += 1;
-    }
+        Ok::<(), HelperError>(())
+    })?;
     for (dir, mtime) in dir_times.iter().rev() {
         set_mtime(dir, *mtime)?;
     }
@@ -169,25 +170,20 @@ fn walk(
     Ok(dir)
 }
 
-fn hardlink<R: Read>(
-    entry: &Entry<'_, R>,
-    root: &Path,
-    name: &Path,
-    target: &Path,
-) -> Result<(), HelperError> {
+fn hardlink(member: &Member, root: &Path, target: &Path) -> Result<(), HelperError> {
     let refused = |reason| HelperError::Refused {
-        entry: name.to_owned(),
+        entry: member.name.clone(),
         reason,
     };
-    let link = entry
-        .link_name()
-        .map_err(HelperError::Tar)?
+    let link = member
+        .link
+        .as_ref()
         .ok_or_else(|| refused("a hardlink without a target"))?;
-    let comps = clean(&link)?;
+    let comps = clean(link)?;
     let (last, parents) = comps
         .split_last()
         .ok_or_else(|| refused("a hardlink to the destination directory"))?;
-    let source = walk(root, parents, name, false)?.join(last);
+    let source = walk(root, parents, &member.name, false)?.join(last);
     match fs::symlink_metadata(&source) {
         Ok(meta) if !meta.is_dir() => {}
         _ => {
@@ -200,49 +196,9 @@ fn hardlink<R: Read>(
     fs::hard_link(&source, target).map_err(HelperError::io("hardlink", target))
 }
 
-fn special<R: Read>(
-    entry: &Entry<'_, R>,
-    kind: EntryType,
-    target: &Path,
-    is_root: bool,
-) -> Result<(), HelperError> {
-    let header = entry.header();
-    let sflag = match kind {
-        EntryType::Char => SFlag::S_IFCHR,
-        EntryType::Block => SFlag::S_IFBLK,
-        _ => SFlag::S_IFIFO,
-    };
-    let mode = header.mode().map_err(HelperError::Tar)? & 0o7777;
-    let major = header.device_major().ok().flatten().unwrap_or(0);
-    let minor = header.device_minor().ok().flatten().unwrap_or(0);
-    replace_non_dir(target)?;
-    let sys = |op| move |e: Errno| HelperError::io(op, target)(e.into());
-    mknod(
-        target,
-        sflag,
-        Mode::from_bits_truncate(mode),
-        makedev(major.into(), minor.into()),
-    )
-    .map_err(sys("mknod"))?;
-    if is_root {
-        let uid = u32::try_from(header.uid().map_err(HelperError::Tar)?).ok();
-        let gid = u32::try_from(header.gid().map_err(HelperError::Tar)?).ok();
-        std::os::unix::fs::lchown(target, uid, gid).map_err(HelperError::io("chown", target))?;
-    }
-    // After chown, which clears setuid and setgid.
-    nix::sys::stat::fchmodat(
-        None,
-        target,
-        Mode::from_bits_truncate(mode),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(sys("chmod"))?;
-    set_mtime(target, header.mtime().map_err(HelperError::Tar)?)
-}
-
 /// Remove a file, symlink or node at `path` so an entry can take its place;
 /// a directory there is an error.
-fn replace_non_dir(path: &Path) -> Result<(), HelperError> {
+pub(super) fn replace_non_dir(path: &Path) -> Result<(), HelperError> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => Err(HelperError::Io {
             op: "replace",
@@ -255,8 +211,8 @@ fn replace_non_dir(path: &Path) -> Result<(), HelperError> {
     }
 }
 
-fn set_mtime(path: &Path, mtime: u64) -> Result<(), HelperError> {
-    let ts = TimeSpec::new(i64::try_from(mtime).unwrap_or(i64::MAX), 0);
+fn set_mtime(path: &Path, mtime: i64) -> Result<(), HelperError> {
+    let ts = TimeSpec::new(mtime, 0);
     utimensat(None, path, &ts, &ts, UtimensatFlags::NoFollowSymlink)
         .map_err(|e| HelperError::io("set mtime", path)(e.into()))
 }

@@ -231,3 +231,51 @@ fn huge_names_fail_inside() {
     assert!(extract(tar.as_slice(), &root).is_err());
     only_dst_in(base.path());
 }
+
+#[test]
+fn extended_attributes_round_trip_with_hardlinks() {
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("a"), b"data").unwrap();
+    fs::hard_link(tree.join("a"), tree.join("b")).unwrap();
+    let set = |name: &str, value: &[u8]| {
+        a3s_box_archive::xattrs::set(&tree.join("a"), std::ffi::OsStr::new(name), value).unwrap()
+    };
+    if !set("user.note", b"line\nbreak=") {
+        eprintln!("skipped: the temp filesystem keeps no attributes");
+        return;
+    }
+    if is_root() {
+        // cap_dac_override,cap_fowner+ep: a 0x0a byte in a binary value.
+        set("security.capability", &capability(0b1010));
+    }
+    fs::set_permissions(tree.join("a"), fs::Permissions::from_mode(0o4555)).unwrap();
+    let mut tar = Vec::new();
+    create(&tree, &mut tar).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    let root = dst.path().canonicalize().unwrap();
+    extract(tar.as_slice(), &root).unwrap();
+    let (a, b) = (root.join("tree/a"), root.join("tree/b"));
+    assert_eq!(
+        fs::metadata(&a).unwrap().ino(),
+        fs::metadata(&b).unwrap().ino()
+    );
+    assert_eq!(fs::metadata(&a).unwrap().mode() & 0o7777, 0o4555);
+    let got = a3s_box_archive::xattrs::read(&a).records;
+    let mut expected = vec![("user.note".to_owned(), b"line\nbreak=".to_vec())];
+    if is_root() {
+        expected.insert(0, ("security.capability".to_owned(), capability(0b1010)));
+    }
+    assert_eq!(got, expected);
+}
+
+/// A `vfs_cap_data` (revision 2) value granting `permitted` effectively.
+fn capability(permitted: u32) -> Vec<u8> {
+    let mut v = 0x0200_0001_u32.to_le_bytes().to_vec(); // revision 2, effective
+    for word in [permitted, 0, 0, 0] {
+        v.extend_from_slice(&word.to_le_bytes());
+    }
+    v
+}

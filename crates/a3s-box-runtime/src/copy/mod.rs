@@ -16,20 +16,24 @@
 //! compromised). [`unpack`] keeps every entry inside its destination
 //! directory, refuses `..`, takes absolute names relative to it, resolves
 //! symlinks the archive made as if the destination were `/`, accepts
-//! hardlinks only to earlier entries, skips device nodes and FIFOs, bounds
+//! hardlinks only to earlier file entries by their exact archive name (never
+//! through a symlink, never outside), restores only `user.*` extended
+//! attributes (and `security.capability` when root, like setuid bits),
+//! skips device nodes and FIFOs, bounds
 //! the size of every header it buffers, and writes each file beside its final
 //! name before renaming it into place, so an error leaves only complete
 //! entries. Other host processes changing the destination tree meanwhile are
 //! outside the model (as for `tar -x`).
 
 mod kind;
-mod members;
 mod pack;
 mod rules;
 mod unpack;
 
 use std::io;
 use std::path::PathBuf;
+
+use a3s_box_archive::read::ReadError;
 
 use crate::image::unpack::UnpackError;
 
@@ -74,8 +78,9 @@ pub enum CopyError {
     /// An entry outside the one root the source was asked for.
     #[error("cp: refused archive entry {entry:?}: the copy expects only {expected:?} and what is under it")]
     UnexpectedRoot { entry: PathBuf, expected: String },
-    /// A hardlink to something that is not an earlier entry of the archive.
-    #[error("cp: refused hardlink {entry:?}: its target {target:?} is not an earlier entry of the archive")]
+    /// A hardlink to something that is not an earlier file entry of the
+    /// archive, named as the archive named it.
+    #[error("cp: refused hardlink {entry:?}: its target {target:?} is not a file this archive already extracted (a hardlink may only name an earlier file entry, not a path outside the destination or through a symlink)")]
     HardlinkTarget { entry: PathBuf, target: PathBuf },
     /// An archive feature this reader does not implement.
     #[error("cp: archive entry {entry:?} uses {feature}, which is not supported")]
@@ -125,6 +130,18 @@ impl CopyError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| CopyError::Io { op, path, source }
+    }
+}
+
+impl From<ReadError> for CopyError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Tar(e) => CopyError::Tar(e),
+            ReadError::HeaderTooLarge { what, size, limit } => {
+                CopyError::HeaderTooLarge { what, size, limit }
+            }
+            ReadError::Unsupported { entry, feature } => CopyError::Unsupported { entry, feature },
+        }
     }
 }
 

@@ -2,11 +2,12 @@
 //!
 //! The walk is `a3s_box_archive::pack`, shared with guest-init's
 //! `tar-create` helper: the root entry is named `archive_name`, a directory is followed by
-//! everything under it in name order, symlinks stay links, files with
-//! several links inside the tree become hardlinks to the first one archived,
-//! FIFOs and device nodes are kept and sockets skipped. Mode bits (setuid,
-//! setgid, sticky), numeric owners and mtimes are kept. GNU headers, so long
-//! names and large ids and sizes work.
+//! everything under it in name order, symlinks stay links, regular files
+//! with several links inside the tree become hardlinks to the first one
+//! archived, FIFOs and device nodes are kept and sockets skipped. Mode bits
+//! (setuid, setgid, sticky), numeric owners, mtimes and extended attributes
+//! (PAX `SCHILY.xattr.*`) are kept. GNU headers, so long names and large ids
+//! and sizes work.
 
 use std::io::Write;
 use std::path::Path;

@@ -373,3 +373,6 @@ fn a_missing_destination_is_reported() {
         "cp: no such file or directory: /no/such/a3s-src"
     );
 }
+
+#[path = "tests_links.rs"]
+mod links;

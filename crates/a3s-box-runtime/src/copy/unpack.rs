@@ -11,12 +11,22 @@
 //! get their mode, owner and mtime at the end (so a read-only directory can
 //! still be filled). Owners are kept only when running as root; device
 //! nodes and FIFOs are skipped and counted.
+//!
+//! A hardlink is made only to a regular file this archive already wrote,
+//! looked up by the exact name the archive gave it (renamed, never resolved
+//! again): `../x`, `/etc/shadow`, a path through a symlink or anything the
+//! destination held before are refused. Extended attributes are restored
+//! only in the `user.*` namespace, and `security.capability` when running
+//! as root (as setuid bits are); the box cannot set the host's `trusted.*`,
+//! `security.*` (SELinux labels) or ACLs. Others, and filesystems without
+//! attributes, are counted in [`Unpacked::skipped_xattrs`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -24,16 +34,22 @@ use nix::sys::stat::{futimens, utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
-use super::members::{self, Member};
+use a3s_box_archive::read::{self, Member};
+use a3s_box_archive::xattrs;
+
 use super::pack::check_root_name;
 use super::CopyError;
 use crate::image::unpack::resolve::{clean, resolve_dir};
 
-pub use super::members::{MAX_LONG_NAME_BYTES, MAX_PAX_HEADER_BYTES};
+pub use a3s_box_archive::read::{MAX_LONG_NAME_BYTES, MAX_PAX_HEADER_BYTES};
 
 /// Skipped entries named in [`Unpacked::skipped_names`]; the rest are only
 /// counted.
 const MAX_REPORTED_SKIPS: usize = 16;
+/// The extended attribute namespace any user may set, restored from a box.
+const USER_XATTR_PREFIX: &[u8] = b"user.";
+/// File capabilities: restored from a box only when running as root.
+const FILE_CAPABILITY_XATTR: &[u8] = b"security.capability";
 /// Copy buffer for file contents.
 const COPY_BUF_BYTES: usize = 256 * 1024;
 
@@ -48,6 +64,9 @@ pub struct Unpacked {
     pub skipped: u64,
     /// The names of the first skipped entries, to show the user.
     pub skipped_names: Vec<PathBuf>,
+    /// Extended attributes not restored (not `user.*`, or not supported
+    /// by the destination's filesystem).
+    pub skipped_xattrs: u64,
 }
 
 /// Extract `input` under the existing directory `dest_dir`. With
@@ -74,13 +93,13 @@ pub fn unpack(
         root,
         rename: rename_root,
         is_root: nix::unistd::geteuid().is_root(),
-        written: HashSet::new(),
+        files: HashMap::new(),
         dirs: Vec::new(),
         unpacked: Unpacked::default(),
         next_temp: 0,
         buf: vec![0; COPY_BUF_BYTES],
     };
-    let result = members::for_each(input, |member, data| state.apply(member, data));
+    let result = read::for_each(input, |member, data| state.apply(member, data));
     // Directories made so far are complete: give them their metadata even
     // after an error, and report the first error.
     let dirs = state.finish_dirs();
@@ -92,9 +111,10 @@ struct State<'a> {
     root: PathBuf,
     rename: Option<(&'a str, &'a str)>,
     is_root: bool,
-    /// Non-directories this archive wrote (relative to `root`, symlinks
-    /// resolved): the only valid hardlink targets.
-    written: HashSet<PathBuf>,
+    /// Regular files this archive wrote: their cleaned, renamed archive
+    /// name → where they are (relative to `root`). The only valid hardlink
+    /// targets, looked up by name, never resolved again.
+    files: HashMap<PathBuf, PathBuf>,
     /// Directories to give their metadata at the end, in archive order.
     dirs: Vec<(PathBuf, Member)>,
     unpacked: Unpacked,
@@ -119,15 +139,18 @@ impl State<'_> {
         fs::create_dir_all(&parent).map_err(CopyError::io("create directory", &parent))?;
         let rel = parent_rel.join(last);
         let path = parent.join(last);
-        match member.kind {
+        let name: PathBuf = comps.iter().collect();
+        let is_file = match member.kind {
             EntryType::Directory => return self.dir(path, member),
             EntryType::Regular | EntryType::Continuous => {
                 let bytes =
                     self.place(&parent, &path, "file", |s, tmp| s.file(tmp, &member, data))?;
                 self.unpacked.file_bytes += bytes;
+                true
             }
             EntryType::Symlink => {
                 self.place(&parent, &path, "symlink", |s, tmp| s.symlink(tmp, &member))?;
+                false
             }
             EntryType::Link => {
                 let source = self.link_source(&member)?;
@@ -135,6 +158,7 @@ impl State<'_> {
                     fs::hard_link(&source, tmp).map_err(CopyError::io("hardlink", tmp))?;
                     Ok(0)
                 })?;
+                true
             }
             _ => {
                 self.unpacked.skipped += 1;
@@ -143,8 +167,13 @@ impl State<'_> {
                 }
                 return Ok(());
             }
+        };
+        // A name now held by a symlink is no longer a hardlink target.
+        if is_file {
+            self.files.insert(name, rel);
+        } else {
+            self.files.remove(&name);
         }
-        self.written.insert(rel);
         self.unpacked.entries += 1;
         Ok(())
     }
@@ -173,6 +202,7 @@ impl State<'_> {
             }
             Err(e) => return Err(CopyError::io("stat", path)(e)),
         }
+        self.restore_xattrs(&path, &member)?;
         self.dirs.push((path, member));
         self.unpacked.entries += 1;
         Ok(())
@@ -238,6 +268,9 @@ impl State<'_> {
             let (uid, gid) = owner(member);
             std::os::unix::fs::fchown(&file, uid, gid).map_err(CopyError::io("chown", tmp))?;
         }
+        // After chown, which clears file capabilities, and before a
+        // read-only mode.
+        self.restore_xattrs(tmp, member)?;
         // After chown, which clears setuid and setgid.
         file.set_permissions(fs::Permissions::from_mode(member.mode))
             .map_err(CopyError::io("chmod", tmp))?;
@@ -263,20 +296,41 @@ impl State<'_> {
         Ok(0)
     }
 
-    /// The path a hardlink entry links to: an earlier non-directory entry.
+    /// The path a hardlink entry links to: a regular file this archive
+    /// wrote under exactly that (cleaned, renamed) name, and still there.
     fn link_source(&self, member: &Member) -> Result<PathBuf, CopyError> {
         let target = member.link.clone().unwrap_or_default();
         let refused = || CopyError::HardlinkTarget {
             entry: member.name.clone(),
             target: target.clone(),
         };
-        let comps = self.components(&target)?;
-        let (last, parents) = comps.split_last().ok_or_else(refused)?;
-        let rel = resolve_dir(&self.root, parents, &member.name)?.join(last);
-        if !self.written.contains(&rel) {
-            return Err(refused());
+        let name: PathBuf = self.components(&target)?.into_iter().collect();
+        let rel = self.files.get(&name).ok_or_else(refused)?;
+        let source = self.root.join(rel);
+        // `rel` has no symlinks; the last component must not be one now.
+        match fs::symlink_metadata(&source) {
+            Ok(meta) if meta.is_file() => Ok(source),
+            _ => Err(refused()),
         }
-        Ok(self.root.join(rel))
+    }
+
+    /// Set the member's extended attributes that the host accepts from a
+    /// box on `path` (see the module documentation); count the others.
+    fn restore_xattrs(&mut self, path: &Path, member: &Member) -> Result<(), CopyError> {
+        for (name, value) in &member.xattrs {
+            let bytes = name.as_bytes();
+            let accepted = bytes.starts_with(USER_XATTR_PREFIX)
+                || (self.is_root && bytes == FILE_CAPABILITY_XATTR);
+            let set = accepted
+                && xattrs::set(path, name, value).map_err(|e| {
+                    let what = format!("{}: {e}", name.to_string_lossy());
+                    CopyError::io("set extended attribute", path)(io::Error::new(e.kind(), what))
+                })?;
+            if !set {
+                self.unpacked.skipped_xattrs += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Give the directories their mode, owner and mtime, deepest last-made

@@ -103,6 +103,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The stdout of a command that must have succeeded (else its stderr).
+pub fn ok(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    stdout(o)
+}
+
 impl TestHome {
     /// Run `a3s-box ARGS…`, return the output.
     pub fn cli(&self, args: &[&str]) -> Output {

@@ -1,13 +1,14 @@
 //! Applying one layer's tar entries to the unpack root.
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use a3s_box_archive::xattrs;
 use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::{Archive, Entry, EntryType};
@@ -17,7 +18,6 @@ use super::UnpackError;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
 /// Copy buffer for regular file contents.
 const COPY_BUF_BYTES: usize = 256 * 1024;
 
@@ -213,9 +213,11 @@ impl Layer<'_> {
         let mtime = header.mtime().map_err(ApplyError::Tar)?;
         let mtime = i64::try_from(mtime).unwrap_or(i64::MAX);
         if let Some(exts) = entry.pax_extensions().map_err(ApplyError::Tar)? {
-            for ext in exts {
-                let ext = ext.map_err(ApplyError::Tar)?;
-                if let Some(name) = ext.key_bytes().strip_prefix(XATTR_PAX_PREFIX.as_bytes()) {
+            // The tar crate splits records at newlines: a record whose value
+            // holds one reads as malformed and its attribute is lost (the
+            // records around it are kept).
+            for ext in exts.flatten() {
+                if let Some(name) = xattrs::name_from_pax_key(ext.key_bytes()) {
                     set_xattr(path, name, ext.value_bytes());
                 }
             }
@@ -276,25 +278,14 @@ fn set_mtime(path: &Path, mtime: i64) -> Result<(), UnpackError> {
 
 /// Best effort: filesystems without xattr support (or a non-root unpack of
 /// `trusted.*`) simply lose them, as Docker does with a warning.
-fn set_xattr(path: &Path, name: &[u8], value: &[u8]) {
-    let (Ok(cpath), Ok(cname)) = (
-        CString::new(path.as_os_str().as_bytes()),
-        CString::new(name),
-    ) else {
-        return;
-    };
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call, and
-    // `value` is a valid slice of `value.len()` bytes; lsetxattr does not retain them.
-    let rc = unsafe {
-        libc::lsetxattr(
-            cpath.as_ptr(),
-            cname.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(path = %path.display(), name = %OsString::from(OsStr::from_bytes(name)).to_string_lossy(), "xattr not kept: {}", io::Error::last_os_error());
+fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) {
+    match xattrs::set(path, name, value) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(path = %path.display(), name = %name.to_string_lossy(), "xattr not kept: not supported here")
+        }
+        Err(e) => {
+            tracing::debug!(path = %path.display(), name = %name.to_string_lossy(), "xattr not kept: {e}")
+        }
     }
 }

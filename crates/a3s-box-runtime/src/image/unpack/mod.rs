@@ -4,7 +4,9 @@
 //! bytes (media types are not trusted). OCI whiteouts (`.wh.NAME`) delete what lower layers
 //! left, opaque markers (`.wh..wh..opq`) empty a directory of lower-layer content.
 //! Hardlinks, symlinks, device nodes, FIFOs, ownership, mode bits (setuid, setgid,
-//! sticky), xattrs and mtimes are kept. Entries that would land outside the root are
+//! sticky), xattrs (best effort: where the host filesystem keeps them; the `tar` crate
+//! cannot read a PAX record whose value holds a newline byte, so such an attribute is
+//! lost) and mtimes are kept; `mkfs.erofs` then keeps hardlinks and xattrs in the image. Entries that would land outside the root are
 //! refused (see [`resolve`]). [`unpack_layers`] builds into a temp directory beside the
 //! destination and renames it into place only when every layer applied, so a refused or
 //! broken image leaves nothing behind.

@@ -270,3 +270,33 @@ fn corrupt_layer_is_a_tar_error() {
     let err = unpack_layers(&layers, &dest).unwrap_err();
     assert!(!dest.exists(), "{err}");
 }
+
+#[test]
+fn a_layer_packed_from_an_upper_directory_keeps_hardlinks_and_xattrs() {
+    use a3s_box_archive::{pack_contents, xattrs, Layout};
+    let upper = tempfile::tempdir().unwrap();
+    fs::create_dir(upper.path().join("data")).unwrap();
+    fs::write(upper.path().join("data/a"), "x").unwrap();
+    fs::hard_link(upper.path().join("data/a"), upper.path().join("data/b")).unwrap();
+    let kept = xattrs::set(
+        &upper.path().join("data/a"),
+        std::ffi::OsStr::new("user.k"),
+        b"v",
+    )
+    .unwrap();
+    let mut layer = Vec::new();
+    pack_contents(upper.path(), Layout::OverlayUpper, &mut layer).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let path = write_layer(work.path(), "layer", &layer);
+    let dest = work.path().join("rootfs");
+    unpack_layers(&[path], &dest).unwrap();
+    let meta = |p: &str| fs::metadata(dest.join(p)).unwrap();
+    assert_eq!(
+        (meta("data/a").ino(), meta("data/a").nlink()),
+        (meta("data/b").ino(), 2)
+    );
+    if kept {
+        let got = xattrs::read(&dest.join("data/b")).records;
+        assert_eq!(got, [("user.k".to_owned(), b"v".to_vec())]);
+    }
+}

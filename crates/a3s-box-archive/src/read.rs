@@ -1,23 +1,31 @@
-//! Reading an untrusted tar stream member by member, with a bound on every
-//! header that is buffered. The `tar` crate reads GNU long names and PAX
-//! records into memory whatever their size, so the stream is read raw and
-//! those are applied here: a long name or link of more than
+//! Reading a tar stream member by member, with a bound on every header that
+//! is buffered: the reader of both ends of `a3s-box cp` (the host unpacks
+//! what comes out of a box, guest-init's `tar-extract` what goes in).
+//!
+//! The `tar` crate reads GNU long names and PAX records into memory whatever
+//! their size, and splits PAX records at newlines, so the stream is read raw
+//! and those are applied here: a long name or link of more than
 //! [`MAX_LONG_NAME_BYTES`], or a PAX record set of more than
-//! [`MAX_PAX_HEADER_BYTES`], ends the copy.
+//! [`MAX_PAX_HEADER_BYTES`], ends the read. PAX `SCHILY.xattr.NAME` records
+//! become [`Member::xattrs`]; what to restore is the caller's choice.
 
-use std::ffi::OsStr;
-use std::io::Read;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use tar::{Archive, EntryType, Header, PaxExtensions};
+use tar::{Archive, Header};
 
-use super::CopyError;
+/// The kind of a [`Member`] (the `tar` crate's type).
+pub use tar::EntryType;
+
+use crate::pax::PaxRecords;
+use crate::xattrs;
 
 /// Longest GNU long name or long link name accepted (Linux paths are at
 /// most 4 KiB; this leaves room for names that are only then refused).
 pub const MAX_LONG_NAME_BYTES: u64 = 64 * 1024;
-/// Largest PAX extended header accepted.
+/// Largest PAX extended header accepted (Go's `archive/tar` limit too).
 pub const MAX_PAX_HEADER_BYTES: u64 = 1024 * 1024;
 
 /// One archive member with long names and PAX records applied.
@@ -39,6 +47,36 @@ pub struct Member {
     pub mtime: i64,
     /// Bytes of data that follow the header.
     pub size: u64,
+    /// Device major and minor numbers (character and block devices).
+    pub device: (u32, u32),
+    /// Extended attributes, name and value, in archive order.
+    pub xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// Why a tar stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The stream is not a readable tar archive.
+    #[error("reading the tar stream: {0}")]
+    Tar(#[source] io::Error),
+    /// A header the archive asks us to buffer is over its limit.
+    #[error("a {what} of {size} bytes is over the {limit}-byte limit")]
+    HeaderTooLarge {
+        /// What kind of header.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An archive feature this reader does not implement.
+    #[error("archive entry {entry:?} uses {feature}, which is not supported")]
+    Unsupported {
+        /// The entry name.
+        entry: PathBuf,
+        /// What it uses.
+        feature: &'static str,
+    },
 }
 
 /// Headers that describe the next member.
@@ -50,16 +88,16 @@ struct Pending {
 }
 
 /// Call `apply` with each member of `input` and a reader of its data.
-pub fn for_each<R: Read>(
+pub fn for_each<R: Read, E: From<ReadError>>(
     input: R,
-    mut apply: impl FnMut(Member, &mut dyn Read) -> Result<(), CopyError>,
-) -> Result<(), CopyError> {
+    mut apply: impl FnMut(Member, &mut dyn Read) -> Result<(), E>,
+) -> Result<(), E> {
     let mut archive = Archive::new(input);
     let mut pending = Pending::default();
-    for entry in archive.entries().map_err(CopyError::Tar)?.raw(true) {
-        let mut entry = entry.map_err(CopyError::Tar)?;
+    for entry in archive.entries().map_err(ReadError::Tar)?.raw(true) {
+        let mut entry = entry.map_err(ReadError::Tar)?;
         let kind = entry.header().entry_type();
-        let size = entry.header().entry_size().map_err(CopyError::Tar)?;
+        let size = entry.header().entry_size().map_err(ReadError::Tar)?;
         match kind {
             EntryType::GNULongName => {
                 let name = read_bounded(&mut entry, size, "long name", MAX_LONG_NAME_BYTES)?;
@@ -83,10 +121,11 @@ pub fn for_each<R: Read>(
         let pending = std::mem::take(&mut pending);
         let member = member(entry.header(), &entry.path_bytes(), size, pending)?;
         if kind == EntryType::GNUSparse {
-            return Err(CopyError::Unsupported {
+            return Err(ReadError::Unsupported {
                 entry: member.name,
                 feature: "a GNU sparse file",
-            });
+            }
+            .into());
         }
         apply(member, &mut entry)?;
     }
@@ -98,16 +137,16 @@ fn read_bounded(
     size: u64,
     what: &'static str,
     limit: u64,
-) -> Result<Vec<u8>, CopyError> {
+) -> Result<Vec<u8>, ReadError> {
     if size > limit {
-        return Err(CopyError::HeaderTooLarge { what, size, limit });
+        return Err(ReadError::HeaderTooLarge { what, size, limit });
     }
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    entry.read_to_end(&mut buf).map_err(CopyError::Tar)?;
+    entry.read_to_end(&mut buf).map_err(ReadError::Tar)?;
     Ok(buf)
 }
 
-fn member(header: &Header, path: &[u8], size: u64, pending: Pending) -> Result<Member, CopyError> {
+fn member(header: &Header, path: &[u8], size: u64, pending: Pending) -> Result<Member, ReadError> {
     let trim = |mut v: Vec<u8>| {
         while v.last() == Some(&0) {
             v.pop();
@@ -119,36 +158,46 @@ fn member(header: &Header, path: &[u8], size: u64, pending: Pending) -> Result<M
         .long_link
         .map(trim)
         .or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
-    let mut uid = header.uid().map_err(CopyError::Tar)?;
-    let mut gid = header.gid().map_err(CopyError::Tar)?;
-    let mtime = header.mtime().map_err(CopyError::Tar)?;
+    let mut uid = header.uid().map_err(ReadError::Tar)?;
+    let mut gid = header.gid().map_err(ReadError::Tar)?;
+    let mtime = header.mtime().map_err(ReadError::Tar)?;
     let mut mtime = i64::try_from(mtime).unwrap_or(i64::MAX);
-    let mode = header.mode().map_err(CopyError::Tar)? & 0o7777;
-    if let Some(pax) = pending.pax {
-        for ext in PaxExtensions::new(&pax) {
-            let ext = ext.map_err(CopyError::Tar)?;
-            let value = ext.value_bytes();
-            let number = || {
-                std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            match ext.key_bytes() {
-                b"path" => name = value.to_vec(),
-                b"linkpath" => link = Some(value.to_vec()),
-                b"uid" => uid = number().unwrap_or(uid),
-                b"gid" => gid = number().unwrap_or(gid),
-                b"mtime" => mtime = parse_pax_time(value).unwrap_or(mtime),
-                b"size" if number() != Some(size) => {
-                    return Err(CopyError::Unsupported {
-                        entry: PathBuf::from(OsStr::from_bytes(&name)),
-                        feature: "a PAX size record",
-                    })
+    let mode = header.mode().map_err(ReadError::Tar)? & 0o7777;
+    let mut xattrs = Vec::new();
+    let unsupported = |name: &[u8], feature| ReadError::Unsupported {
+        entry: PathBuf::from(OsStr::from_bytes(name)),
+        feature,
+    };
+    for record in PaxRecords::new(pending.pax.as_deref().unwrap_or_default()) {
+        let (key, value) = record.map_err(ReadError::Tar)?;
+        let number = || {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        match key {
+            b"path" => name = value.to_vec(),
+            b"linkpath" => link = Some(value.to_vec()),
+            b"uid" => uid = number().unwrap_or(uid),
+            b"gid" => gid = number().unwrap_or(gid),
+            b"mtime" => mtime = parse_pax_time(value).unwrap_or(mtime),
+            b"size" if number() != Some(size) => {
+                return Err(unsupported(&name, "a PAX size record"))
+            }
+            _ if key.starts_with(b"GNU.sparse.") => {
+                return Err(unsupported(&name, "a PAX sparse file"))
+            }
+            _ => {
+                if let Some(attr) = xattrs::name_from_pax_key(key) {
+                    xattrs.push((attr.to_owned(), value.to_vec()));
                 }
-                _ => {}
             }
         }
     }
+    let device = (
+        header.device_major().ok().flatten().unwrap_or(0),
+        header.device_minor().ok().flatten().unwrap_or(0),
+    );
     Ok(Member {
         name: PathBuf::from(OsStr::from_bytes(&name)),
         link: link
@@ -160,6 +209,8 @@ fn member(header: &Header, path: &[u8], size: u64, pending: Pending) -> Result<M
         gid,
         mtime,
         size,
+        device,
+        xattrs,
     })
 }
 
@@ -178,11 +229,11 @@ mod tests {
 
     use super::*;
 
-    fn members(tar: &[u8]) -> Result<Vec<Member>, CopyError> {
+    fn members(tar: &[u8]) -> Result<Vec<Member>, ReadError> {
         let mut out = Vec::new();
         for_each(tar, |m, _| {
             out.push(m);
-            Ok(())
+            Ok::<_, ReadError>(())
         })?;
         Ok(out)
     }
@@ -203,6 +254,8 @@ mod tests {
             ("path", &b"pax/name"[..]),
             ("uid", b"70000"),
             ("mtime", b"12.5"),
+            ("SCHILY.xattr.security.capability", b"\x01\n\x00"),
+            ("SCHILY.xattr.user.x", b"y"),
         ])
         .unwrap();
         let mut h = Header::new_ustar();
@@ -216,9 +269,22 @@ mod tests {
         let got = members(&b.into_inner().unwrap()).unwrap();
         assert_eq!(got[0].name, PathBuf::from(&long));
         assert_eq!(got[0].mode, 0o4755);
+        assert!(got[0].xattrs.is_empty());
         assert_eq!(got[1].name, PathBuf::from("pax/name"));
         assert_eq!((got[1].uid, got[1].mtime), (70_000, 12));
         assert_eq!(got[1].link, Some(PathBuf::from("target")));
+        let attrs: Vec<_> = got[1]
+            .xattrs
+            .iter()
+            .map(|(n, v)| (n.to_str().unwrap(), &v[..]))
+            .collect();
+        assert_eq!(
+            attrs,
+            [
+                ("security.capability", &b"\x01\n\x00"[..]),
+                ("user.x", b"y")
+            ]
+        );
     }
 
     #[test]
@@ -229,7 +295,7 @@ mod tests {
         h.set_cksum();
         // Only the header: the refusal must not need the (absent) data.
         let err = members(h.as_bytes()).unwrap_err();
-        assert!(matches!(err, CopyError::HeaderTooLarge { .. }), "{err}");
+        assert!(matches!(err, ReadError::HeaderTooLarge { .. }), "{err}");
         assert!(err.to_string().contains("long name"), "{err}");
     }
 }
