@@ -246,7 +246,7 @@ pub fn assemble_root(spec: &BootSpec) -> Result<(), InitError> {
     )
     .context(|| format!("bind {BOX_ROOT} on {MERGED}"))?;
     for m in &storage.mounts {
-        storage::mount_into(BOX_ROOT, m)?;
+        storage::mount_into(BOX_ROOT, MERGED, m)?;
     }
     if storage.read_only {
         // What the workload's start needs must exist before the root is

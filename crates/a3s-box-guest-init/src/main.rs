@@ -14,6 +14,7 @@ mod error;
 mod helper;
 mod layers;
 mod log;
+mod populate;
 mod port;
 mod power;
 mod process;
