@@ -23,6 +23,7 @@ mod serve;
 mod session;
 mod storage;
 mod streams;
+mod trim;
 
 use std::io::{BufReader, Write};
 
