@@ -11,7 +11,7 @@ use crate::cli::Format;
 #[derive(Debug, Args, Default)]
 pub struct StorageArgs {
     /// Bind mount a host directory (/host:/box[:ro]), a named volume
-    /// (name:/box[:ro][,nocopy], created on first use) or an anonymous volume
+    /// (name:/box[:ro,nocopy], created on first use) or an anonymous volume
     /// (/box). An empty volume is filled from the image unless `nocopy`.
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
     pub volumes: Vec<String>,
