@@ -24,7 +24,8 @@ use crate::storage;
 pub const BOX_ROOT: &str = "/a3s/root";
 /// The image, read-only.
 pub const LOWER: &str = "/a3s/lower";
-const RW: &str = "/a3s/rw";
+/// Where the writable layer (disk or tmpfs) is mounted.
+pub const RW: &str = "/a3s/rw";
 /// The overlay's upper directory: the box's changes.
 pub const UPPER: &str = "/a3s/rw/upper";
 const WORK: &str = "/a3s/rw/work";
@@ -246,7 +247,7 @@ pub fn assemble_root(spec: &BootSpec) -> Result<(), InitError> {
     )
     .context(|| format!("bind {BOX_ROOT} on {MERGED}"))?;
     for m in &storage.mounts {
-        storage::mount_into(BOX_ROOT, m)?;
+        storage::mount_into(BOX_ROOT, MERGED, m)?;
     }
     if storage.read_only {
         // What the workload's start needs must exist before the root is

@@ -15,6 +15,7 @@ mod helper;
 mod layers;
 mod log;
 mod mount_file;
+mod populate;
 mod port;
 mod power;
 mod process;
@@ -23,6 +24,7 @@ mod serve;
 mod session;
 mod storage;
 mod streams;
+mod trim;
 
 use std::io::{BufReader, Write};
 

@@ -5,13 +5,21 @@
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::unistd::{pause, sync};
 
+use crate::boot::RW;
 use crate::log::{debug, warning};
 use crate::port::Port;
+use crate::trim::{trim, TRIM_BUDGET};
 
-/// Flush every filesystem and end the VM.
+/// Flush every filesystem, give the writable layer's free blocks back to
+/// the host, and end the VM.
 pub fn power_off() -> ! {
     debug!("sync and power off");
     sync();
+    // A tmpfs upper layer (or none yet) cannot be trimmed: nothing to give back.
+    match trim(RW, TRIM_BUDGET) {
+        Ok(t) => debug!("trimmed {} KiB (complete: {})", t.bytes >> 10, t.complete),
+        Err(e) => debug!("no trim of {RW}: {e}"),
+    }
     let err = match reboot(RebootMode::RB_AUTOBOOT) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -8,7 +8,8 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
 use crate::error::{Context, InitError};
+use crate::populate;
 
 const SYS_BLOCK: &str = "/sys/block";
 /// How long to wait for a disk to appear.
@@ -53,29 +55,49 @@ fn disk_by_serial(sys_block: &Path, serial: &str) -> Option<String> {
     })
 }
 
-/// `openat2(dir, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT)`.
+/// `openat2(root, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT)`.
 fn open_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd, Errno> {
     open_path_in_root(root, path, libc::O_DIRECTORY)
 }
 
-/// `openat2(dir, path, O_PATH | flags, RESOLVE_IN_ROOT)`: symlinks resolve
-/// as if `dir` were `/`, and never through magic links.
+/// `openat2(root, path, O_PATH | flags, RESOLVE_IN_ROOT)`: symlinks resolve
+/// as if `root` were `/`, and never through magic links.
 pub(crate) fn open_path_in_root(
     root: &OwnedFd,
     path: &str,
     flags: libc::c_int,
 ) -> Result<OwnedFd, Errno> {
-    let c_path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    open_at(
+        root.as_raw_fd(),
+        Path::new(path),
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Directory `path` beneath `dir`, through no symlink and no mount point.
+pub fn open_beneath(dir: RawFd, path: &Path) -> Result<OwnedFd, Errno> {
+    open_at(
+        dir,
+        path,
+        libc::O_DIRECTORY,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV,
+    )
+}
+
+/// `openat2(dir, path, O_PATH | flags, resolve)`.
+fn open_at(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> Result<OwnedFd, Errno> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: `open_how` is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: the path is NUL-terminated and `how` is a valid open_how of the
     // size passed; both outlive the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root.as_raw_fd(),
+            dir,
             c_path.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
@@ -95,10 +117,8 @@ fn components(path: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Create `path` (and its parents) inside the box root `root`, owned by
-/// root with mode 0755, and open it. Symlinks resolve within the box.
-pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
-    let what = || format!("create {path} in the box");
+/// Open the directory `root` (`O_PATH`).
+fn open_root(root: &str) -> Result<OwnedFd, InitError> {
     let root_fd = nix::fcntl::open(
         root,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -106,7 +126,27 @@ pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
     )
     .context(|| format!("open {root}"))?;
     // SAFETY: `open` returned a new descriptor that nothing else owns.
-    let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(root_fd) })
+}
+
+/// The directory `path` inside the box root `root` if there is one there
+/// (symlinks resolve within the box).
+pub fn existing_dir_in_root(root: &str, path: &str) -> Result<Option<OwnedFd>, InitError> {
+    let root_fd = open_root(root)?;
+    let rel = components(path).join("/");
+    let rel = if rel.is_empty() { ".".to_string() } else { rel };
+    match open_in_root(&root_fd, &rel) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
+        Err(e) => Err(e).context(|| format!("open {path} in the box")),
+    }
+}
+
+/// Create `path` (and its parents) inside the box root `root`, owned by
+/// root with mode 0755, and open it. Symlinks resolve within the box.
+pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
+    let what = || format!("create {path} in the box");
+    let root_fd = open_root(root)?;
     let parts = components(path);
     for i in 0..parts.len() {
         let parent = if i == 0 {
@@ -134,11 +174,22 @@ pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
     open_in_root(&root_fd, &rel).context(what)
 }
 
-/// Mount `m` into the box assembled at `root`.
-pub fn mount_into(root: &str, m: &MountSpec) -> Result<(), InitError> {
+/// Where a share is mounted while it is filled from the image, out of the
+/// box's sight, before it is moved to its target.
+const FILL_AT: &str = "/a3s/fill";
+
+/// Mount `m` into the box assembled at `root`; `image` is the same root
+/// without its mounts, where a volume to populate is filled from.
+pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitError> {
     if let MountSource::Virtiofs { tag, file: true } = &m.source {
         return crate::mount_file::mount_file(root, tag, m);
     }
+    let fill_from = match m.source {
+        MountSource::Virtiofs { .. } if m.populate && !m.read_only => {
+            existing_dir_in_root(image, &m.target)?
+        }
+        _ => None,
+    };
     let target = make_dir_in_root(root, &m.target)?;
     let at = format!("/proc/self/fd/{}", target.as_raw_fd());
     let mut flags = MsFlags::empty();
@@ -162,14 +213,44 @@ pub fn mount_into(root: &str, m: &MountSpec) -> Result<(), InitError> {
             ("tmpfs".to_string(), "tmpfs", data)
         }
     };
+    let what = || format!("mount {fstype} {source} on {} in the box", m.target);
+    let Some(from) = fill_from else {
+        return mount(
+            Some(source.as_str()),
+            at.as_str(),
+            Some(fstype),
+            flags,
+            Some(data.as_str()),
+        )
+        .context(what);
+    };
+    match nix::unistd::mkdir(FILL_AT, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e).context(|| format!("mkdir {FILL_AT}")),
+    }
     mount(
         Some(source.as_str()),
-        at.as_str(),
+        FILL_AT,
         Some(fstype),
         flags,
         Some(data.as_str()),
     )
-    .context(|| format!("mount {fstype} {source} on {} in the box", m.target))
+    .context(what)?;
+    let filled = std::fs::File::open(FILL_AT)
+        .context(|| format!("open {FILL_AT}"))
+        .and_then(|share| populate::fill(&from, &OwnedFd::from(share), &m.target));
+    if let Err(e) = filled {
+        let _ = nix::mount::umount2(FILL_AT, nix::mount::MntFlags::MNT_DETACH);
+        return Err(e);
+    }
+    mount(
+        Some(FILL_AT),
+        at.as_str(),
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .context(|| format!("move {FILL_AT} to {} in the box", m.target))
 }
 
 /// Make the mount at `root` read-only (its submounts keep their own flags).
@@ -186,6 +267,8 @@ pub fn remount_read_only(root: &str) -> Result<(), InitError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::*;
 
     #[test]
@@ -198,6 +281,26 @@ mod tests {
         fs::create_dir_all(dir.path().join("loop0")).unwrap();
         assert_eq!(disk_by_serial(dir.path(), "a3s-rw").as_deref(), Some("vdb"));
         assert_eq!(disk_by_serial(dir.path(), "nope"), None);
+    }
+
+    #[test]
+    fn image_directories_are_found_inside_the_root_only() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+        fs::create_dir(root.path().join("data")).unwrap();
+        fs::write(root.path().join("file"), "").unwrap();
+        let r = root.path().to_str().unwrap();
+        assert!(existing_dir_in_root(r, "/data/").unwrap().is_some());
+        assert!(existing_dir_in_root(r, "/missing").unwrap().is_none());
+        assert!(existing_dir_in_root(r, "/file").unwrap().is_none());
+        // `outside` exists on this machine, but not inside the root.
+        assert!(existing_dir_in_root(r, "/escape").unwrap().is_none());
+        let beneath = open_beneath(
+            File::open(root.path()).unwrap().as_raw_fd(),
+            Path::new("escape"),
+        );
+        assert_eq!(beneath.unwrap_err(), Errno::ELOOP, "no symlinks beneath");
     }
 
     #[test]

@@ -11,12 +11,13 @@ use crate::cli::Format;
 #[derive(Debug, Args, Default)]
 pub struct StorageArgs {
     /// Bind mount a host directory (/host:/box[:ro]), a named volume
-    /// (name:/box[:ro], created on first use) or an anonymous volume (/box).
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    /// (name:/box[:ro,nocopy], created on first use) or an anonymous volume
+    /// (/box). An empty volume is filled from the image unless `nocopy`.
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
     pub volumes: Vec<String>,
 
     /// A mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]
-    /// [,tmpfs-size=…][,tmpfs-mode=…].
+    /// [,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…].
     #[arg(long = "mount", value_name = "SPEC")]
     pub mounts: Vec<String>,
 

@@ -1,10 +1,13 @@
 //! Box storage through the real binary and real VMs: the writable layer
 //! (persistence, size cap, read-only root, cost of creating boxes), tmpfs,
-//! bind mounts and named volumes.
+//! bind mounts and named volumes; new volumes filled from the image and the
+//! layer's space given back (`storage/fill.rs`).
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "storage/fill.rs"]
+mod fill;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -153,6 +153,12 @@ pub struct MountSpec {
     /// `nodev`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nodev: bool,
+    /// Fill the share from the image before it is mounted (a new volume,
+    /// Docker's copy-up): what the box root holds at `target` is copied in
+    /// with owners, modes and times, unless the share is not empty by then.
+    /// Ignored for read-only mounts and tmpfs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub populate: bool,
 }
 
 /// Name of the one entry of a single-file share's root (`a3s-box-fs --file`).
@@ -241,5 +247,20 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), msg);
         assert!(serde_json::from_str::<Message>(r#"{"guest":{"type":"nope"}}"#).is_err());
+    }
+
+    #[test]
+    fn mount_specs_without_populate_still_parse() {
+        let old = r#"{"target":"/v","source":{"type":"virtiofs","tag":"a3s-fs0"}}"#;
+        let m: MountSpec = serde_json::from_str(old).unwrap();
+        assert!(!m.populate && !m.read_only);
+        let new = MountSpec {
+            populate: true,
+            ..m.clone()
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.ends_with(r#""populate":true}"#), "{json}");
+        assert_eq!(serde_json::from_str::<MountSpec>(&json).unwrap(), new);
+        assert_eq!(serde_json::to_string(&m).unwrap(), old, "false is left out");
     }
 }

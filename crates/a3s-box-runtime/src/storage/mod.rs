@@ -178,6 +178,10 @@ pub enum MountKind {
         /// Made up for this box (`-v /path`, an image `VOLUME`): `rm -v` removes it.
         #[serde(default)]
         anonymous: bool,
+        /// `volume-nocopy` / `:nocopy`: an empty volume is not filled with
+        /// what the image has at the target.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nocopy: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {

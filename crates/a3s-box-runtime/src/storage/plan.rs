@@ -59,6 +59,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
     };
     let volumes = VolumeStore::new(home);
     for m in &opts.mounts {
+        let mut populate = false;
         let host_path = match &m.kind {
             MountKind::Bind { source } => {
                 if !source.is_dir() && !source.is_file() {
@@ -68,10 +69,16 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
                 }
                 source.clone()
             }
-            MountKind::Volume { name, anonymous } => {
-                volumes
+            MountKind::Volume {
+                name,
+                anonymous,
+                nocopy,
+            } => {
+                let dir = volumes
                     .ensure(name, *anonymous, Default::default())?
-                    .mountpoint
+                    .mountpoint;
+                populate = !*nocopy && !m.read_only && is_empty_dir(&dir)?;
+                dir
             }
             MountKind::Tmpfs {
                 size_bytes,
@@ -88,6 +95,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
                     noexec: *noexec,
                     nosuid: true,
                     nodev: true,
+                    populate: false,
                 });
                 continue;
             }
@@ -106,11 +114,20 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
             noexec: false,
             nosuid: false,
             nodev: false,
+            populate,
         });
     }
     // Parents before children: `/a` is mounted before `/a/b`.
     out.mounts.sort_by_key(|m| m.target.matches('/').count());
     Ok(out)
+}
+
+/// Whether `dir` has no entries: a volume never used, or left empty. Such a
+/// volume is filled from the image at its target (Docker's copy-up); one
+/// with anything in it is never touched.
+fn is_empty_dir(dir: &Path) -> Result<bool, StorageError> {
+    let mut entries = std::fs::read_dir(dir).map_err(StorageError::io("read", dir))?;
+    Ok(entries.next().is_none())
 }
 
 #[cfg(test)]
@@ -139,6 +156,7 @@ mod tests {
                     kind: MountKind::Volume {
                         name: "v".into(),
                         anonymous: false,
+                        nocopy: false,
                     },
                     read_only: false,
                 },
@@ -163,5 +181,55 @@ mod tests {
         let targets: Vec<_> = p.mounts.iter().map(|m| m.target.as_str()).collect();
         assert_eq!(targets, ["/a", "/t", "/a/b"]);
         assert!(p.needs_clean_shutdown());
+        let populate: Vec<_> = p.mounts.iter().map(|m| m.populate).collect();
+        assert_eq!(populate, [true, false, false], "only the new volume");
+    }
+
+    #[test]
+    fn only_empty_writable_volumes_without_nocopy_are_filled() {
+        let home = tempfile::tempdir().unwrap();
+        let box_dir = tempfile::tempdir().unwrap();
+        let volume = |name: &str, nocopy: bool, read_only: bool| Mount {
+            target: format!("/{name}"),
+            kind: MountKind::Volume {
+                name: name.into(),
+                anonymous: false,
+                nocopy,
+            },
+            read_only,
+        };
+        let opts = StorageOptions {
+            mounts: vec![
+                volume("new", false, false),
+                volume("full", false, false),
+                volume("nocopy", true, false),
+                volume("ro", false, true),
+            ],
+            ..StorageOptions::default()
+        };
+        let home = Home::at(home.path());
+        let full = VolumeStore::new(&home)
+            .ensure("full", false, Default::default())
+            .unwrap();
+        std::fs::write(full.mountpoint.join("kept"), "x").unwrap();
+        let p = plan(&home, box_dir.path(), &opts).unwrap();
+        let populate: Vec<_> = p
+            .mounts
+            .iter()
+            .map(|m| (m.target.as_str(), m.populate))
+            .collect();
+        assert_eq!(
+            populate,
+            [
+                ("/new", true),
+                ("/full", false),
+                ("/nocopy", false),
+                ("/ro", false)
+            ]
+        );
+        // Once filled (or written by a box), a volume is never filled again.
+        std::fs::create_dir(home.root().join("volumes/new/_data/d")).unwrap();
+        let p = plan(&home, box_dir.path(), &opts).unwrap();
+        assert!(!p.mounts[0].populate);
     }
 }

@@ -65,28 +65,28 @@ fn anonymous_name() -> Result<String, StorageError> {
     crate::manager::new_box_id().map_err(StorageError::io("read", "/dev/urandom"))
 }
 
-fn volume(spec: &str, name: Option<&str>) -> Result<MountKind, StorageError> {
+/// A named (`name`) or anonymous volume; `nocopy`: never filled from the image.
+fn volume(name: Option<&str>, nocopy: bool) -> Result<MountKind, StorageError> {
     Ok(match name {
         Some(n) => {
             validate_name(n)?;
             MountKind::Volume {
                 name: n.to_string(),
                 anonymous: false,
+                nocopy,
             }
         }
-        None => {
-            let _ = spec;
-            MountKind::Volume {
-                name: anonymous_name()?,
-                anonymous: true,
-            }
-        }
+        None => MountKind::Volume {
+            name: anonymous_name()?,
+            anonymous: true,
+            nocopy,
+        },
     })
 }
 
 /// `-v SRC:DST[:OPTS]` or `-v DST` (an anonymous volume). SRC is a host
 /// directory when absolute (created if missing, as Docker does), else a
-/// volume name. OPTS: `ro`, `rw`.
+/// volume name. OPTS: `ro`, `rw`, and `nocopy` for a volume.
 pub fn parse_volume(spec: &str) -> Result<Mount, StorageError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, dst, opts) = match parts.as_slice() {
@@ -95,13 +95,22 @@ pub fn parse_volume(spec: &str) -> Result<Mount, StorageError> {
         [src, dst, opts] => (Some(*src), *dst, Some(*opts)),
         _ => return Err(bad(spec, "use SRC:DST[:ro|rw] or DST")),
     };
-    let mut read_only = false;
+    let (mut read_only, mut nocopy) = (false, false);
     for opt in opts.into_iter().flat_map(|o| o.split(',')) {
         match opt {
             "ro" | "readonly" => read_only = true,
             "rw" => read_only = false,
-            other => return Err(bad(spec, format!("unknown option {other:?}: use ro or rw"))),
+            "nocopy" => nocopy = true,
+            other => {
+                return Err(bad(
+                    spec,
+                    format!("unknown option {other:?}: use ro, rw or nocopy"),
+                ))
+            }
         }
+    }
+    if nocopy && source.is_some_and(|s| s.starts_with('/')) {
+        return Err(bad(spec, "nocopy applies to volumes only"));
     }
     let kind = match source {
         Some(s) if s.starts_with('/') => MountKind::Bind {
@@ -111,8 +120,8 @@ pub fn parse_volume(spec: &str) -> Result<Mount, StorageError> {
         Some(s) if s.starts_with('.') || s.starts_with('~') => {
             return Err(bad(spec, "a host path must be absolute"))
         }
-        Some(name) => volume(spec, Some(name))?,
-        None => volume(spec, None)?,
+        Some(name) => volume(Some(name), nocopy)?,
+        None => volume(None, nocopy)?,
     };
     Ok(Mount {
         target: target(spec, dst)?,
@@ -140,9 +149,11 @@ fn size(spec: &str, text: &str) -> Result<u64, StorageError> {
     parse_size_bytes(text).map_err(|e| bad(spec, e.to_string()))
 }
 
-/// `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`.
+/// `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy]
+/// [,tmpfs-size=…][,tmpfs-mode=…]`.
 pub fn parse_mount(spec: &str) -> Result<Mount, StorageError> {
     let (mut kind, mut source, mut dst, mut read_only) = (None, None, None, false);
+    let mut nocopy = false;
     let (mut tmpfs_size, mut tmpfs_mode) = (None, None);
     for field in spec.split(',') {
         let (key, value) = match field.split_once('=') {
@@ -155,6 +166,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, StorageError> {
             "source" | "src" => source = Some(need()?),
             "target" | "destination" | "dst" => dst = Some(need()?),
             "readonly" | "ro" => read_only = flag_value(spec, key, value)?,
+            "volume-nocopy" => nocopy = flag_value(spec, key, value)?,
             "tmpfs-size" => tmpfs_size = Some(size(spec, need()?)?),
             "tmpfs-mode" => tmpfs_mode = Some(mode(spec, need()?)?),
             other => return Err(bad(spec, format!("unknown field {other:?}"))),
@@ -170,7 +182,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, StorageError> {
                 false,
             )?,
         },
-        Some("volume") => volume(spec, source)?,
+        Some("volume") => volume(source, nocopy)?,
         Some("tmpfs") if source.is_some() => return Err(bad(spec, "a tmpfs has no source")),
         Some("tmpfs") => MountKind::Tmpfs {
             size_bytes: tmpfs_size,
@@ -190,6 +202,9 @@ pub fn parse_mount(spec: &str) -> Result<Mount, StorageError> {
             spec,
             "tmpfs-size and tmpfs-mode apply to type=tmpfs only",
         ));
+    }
+    if nocopy && !matches!(kind, MountKind::Volume { .. }) {
+        return Err(bad(spec, "volume-nocopy applies to type=volume only"));
     }
     Ok(Mount {
         target: target(spec, dst)?,
@@ -288,13 +303,16 @@ mod tests {
             m.kind,
             MountKind::Volume {
                 name: "cache".into(),
-                anonymous: false
+                anonymous: false,
+                nocopy: false,
             }
         );
         let m = parse_volume("/scratch").unwrap();
         assert!(
-            matches!(m.kind, MountKind::Volume { anonymous: true, ref name } if name.len() == 64)
+            matches!(m.kind, MountKind::Volume { anonymous: true, ref name, nocopy: false } if name.len() == 64)
         );
+        let m = parse_volume("cache:/c:ro,nocopy").unwrap();
+        assert!(m.read_only && matches!(m.kind, MountKind::Volume { nocopy: true, .. }));
         for bad in [
             "a:b:c:d",
             "vol:relative",
@@ -303,6 +321,7 @@ mod tests {
             "vol:/a/../b",
             "/a:/b:zz",
             "-bad:/x",
+            "/host:/x:nocopy",
         ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
@@ -316,6 +335,20 @@ mod tests {
         assert!(m.read_only && matches!(m.kind, MountKind::Bind { .. }));
         let m = parse_mount("type=volume,src=v1,dst=/v,ro=false").unwrap();
         assert!(!m.read_only);
+        assert!(matches!(m.kind, MountKind::Volume { nocopy: false, .. }));
+        for nocopy in ["volume-nocopy", "volume-nocopy=true"] {
+            let m = parse_mount(&format!("type=volume,src=v1,dst=/v,{nocopy}")).unwrap();
+            assert!(matches!(m.kind, MountKind::Volume { nocopy: true, .. }));
+        }
+        let m = parse_mount("type=volume,dst=/anon,volume-nocopy").unwrap();
+        assert!(matches!(
+            m.kind,
+            MountKind::Volume {
+                anonymous: true,
+                nocopy: true,
+                ..
+            }
+        ));
         let m = parse_mount("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=700").unwrap();
         assert_eq!(
             m.kind,
@@ -334,6 +367,8 @@ mod tests {
             "type=volume,source=v,target=/x,tmpfs-size=1m",
             "type=tmpfs,target=/x,tmpfs-mode=99",
             "type=tmpfs,target=/x,colour=red",
+            "type=tmpfs,target=/x,volume-nocopy",
+            "type=volume,target=/x,volume-nocopy=maybe",
         ] {
             assert!(parse_mount(bad).is_err(), "{bad}");
         }

@@ -102,6 +102,7 @@ pub fn remove_anonymous(record: &BoxRecord) -> Result<()> {
         if let MountKind::Volume {
             name,
             anonymous: true,
+            ..
         } = &m.kind
         {
             store.remove(name, false)?;
