@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the A3S Box guest kernel from Debian's linux-source-6.12 package with
-# kernel/a3s-guest.config merged onto tinyconfig. The result is cached by the
-# hash of (config fragment, kernel source package version, this script), so
-# it builds once per machine; later calls only copy it.
+# kernel/patches/*.patch applied and kernel/a3s-guest.config merged onto
+# tinyconfig. The result is cached by the hash of (config fragment, patches,
+# kernel source package version, this script), so it builds once per
+# machine; later calls only copy it.
 #
 # usage: scripts/build-kernel.sh OUT_DIR
 #   OUT_DIR receives vmlinux (PVH ELF, what a3s-box boots), bzImage and config.
@@ -18,7 +19,8 @@ cache_root="${A3S_BOX_CACHE:-/var/cache/a3s-box}"
 [[ -f "$src_tar" ]] || { echo "build-kernel: $src_tar missing; run scripts/install-deps.sh" >&2; exit 1; }
 
 src_version="$(dpkg-query -W -f='${Version}' linux-source-6.12)"
-key="$( { cat "$fragment" "$0"; echo "$src_version"; } | sha256sum | cut -c1-16)"
+patches=("$here"/kernel/patches/*.patch)
+key="$( { cat "$fragment" "${patches[@]}" "$0"; echo "$src_version"; } | sha256sum | cut -c1-16)"
 cache="$cache_root/kernel/$key"
 
 if [[ ! -f "$cache/vmlinux" ]]; then
@@ -27,6 +29,9 @@ if [[ ! -f "$cache/vmlinux" ]]; then
     trap 'rm -rf "$work"' EXIT
     tar -xf "$src_tar" -C "$work"
     ksrc="$(echo "$work"/linux-source-*)"
+    for p in "${patches[@]}"; do
+        patch -s -p1 -d "$ksrc" < "$p"
+    done
     make -C "$ksrc" -s tinyconfig
     (cd "$ksrc" && ./scripts/kconfig/merge_config.sh -m -O . .config "$fragment" >/dev/null)
     make -C "$ksrc" -s olddefconfig

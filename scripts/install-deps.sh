@@ -12,7 +12,7 @@ packages=(
     e2fsprogs erofs-utils  # mkfs.ext4, mkfs.erofs: root filesystem images
     busybox-static       # the demo / test root filesystem
     linux-source-6.12    # guest kernel source
-    flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc  # kernel and initramfs build
+    flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc patch  # kernel and initramfs build
     docker-registry umoci skopeo apache2-utils zstd python3 openssl procps tmux  # tests: registries, fixtures, token server, pgrep, terminals
 )
 if [[ "${1:-}" == "--bench" ]]; then

@@ -20,7 +20,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, InitError};
-use crate::storage::{make_dir_in_root, open_path_in_root};
+use crate::storage::{make_dir_in_root, mount_flags, open_path_in_root};
 
 /// Where shares of single files are mounted for a moment.
 const STAGING: &str = "/run/a3s-file-shares";
@@ -31,17 +31,7 @@ pub fn mount_file(root: &str, tag: &str, m: &MountSpec) -> Result<(), InitError>
     let stage = format!("{STAGING}/{tag}");
     std::fs::create_dir_all(&stage).context(|| format!("create {stage}"))?;
     // A bind mount starts with the flags of its source: set them here.
-    let mut flags = MsFlags::empty();
-    for (on, flag) in [
-        (m.read_only, MsFlags::MS_RDONLY),
-        (m.noexec, MsFlags::MS_NOEXEC),
-        (m.nosuid, MsFlags::MS_NOSUID),
-        (m.nodev, MsFlags::MS_NODEV),
-    ] {
-        if on {
-            flags |= flag;
-        }
-    }
+    let flags = mount_flags(m);
     mount(
         Some(tag),
         stage.as_str(),

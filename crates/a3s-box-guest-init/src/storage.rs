@@ -174,6 +174,19 @@ pub fn make_dir_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
     open_in_root(&root_fd, &rel).context(what)
 }
 
+/// The mount flags `m` asks for.
+pub(crate) fn mount_flags(m: &MountSpec) -> MsFlags {
+    [
+        (m.read_only, MsFlags::MS_RDONLY),
+        (m.noexec, MsFlags::MS_NOEXEC),
+        (m.nosuid, MsFlags::MS_NOSUID),
+        (m.nodev, MsFlags::MS_NODEV),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .fold(MsFlags::empty(), |all, (_, flag)| all | flag)
+}
+
 /// Where a share is mounted while it is filled from the image, out of the
 /// box's sight, before it is moved to its target.
 const FILL_AT: &str = "/a3s/fill";
@@ -192,17 +205,7 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
     };
     let target = make_dir_in_root(root, &m.target)?;
     let at = format!("/proc/self/fd/{}", target.as_raw_fd());
-    let mut flags = MsFlags::empty();
-    for (on, flag) in [
-        (m.read_only, MsFlags::MS_RDONLY),
-        (m.noexec, MsFlags::MS_NOEXEC),
-        (m.nosuid, MsFlags::MS_NOSUID),
-        (m.nodev, MsFlags::MS_NODEV),
-    ] {
-        if on {
-            flags |= flag;
-        }
-    }
+    let flags = mount_flags(m);
     let (source, fstype, data) = match &m.source {
         MountSource::Virtiofs { tag, .. } => (tag.clone(), "virtiofs", String::new()),
         MountSource::Tmpfs { size_bytes, mode } => {
