@@ -131,7 +131,7 @@ pub struct CommitArgs {
     #[arg(short, long)]
     pub author: Option<String>,
     /// Dockerfile instruction applied to the config (CMD, ENTRYPOINT, ENV,
-    /// WORKDIR, USER, EXPOSE, LABEL).
+    /// WORKDIR, USER, EXPOSE, LABEL, VOLUME).
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
     /// The box.

@@ -14,6 +14,7 @@
 //! The host never mounts anything the guest wrote: the writable layer is a
 //! raw image only the guest kernel mounts.
 
+mod change;
 pub mod commit;
 pub mod helpers;
 pub mod layer;

@@ -162,3 +162,52 @@ fn deleted_files_give_the_writable_layer_space_back() {
     );
     eprintln!("layer allocated: fresh {fresh}, written {written}, deleted {deleted} bytes");
 }
+
+#[test]
+fn an_image_volume_gets_an_anonymous_volume_filled_from_the_image() {
+    let b = TestHome::new();
+    let image = image_with_data();
+    let tar = b.home.path().join("root.tar");
+    let made = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(image.path())
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    ok(&b.cli(&[
+        "import",
+        "-c",
+        "VOLUME /data",
+        tar.to_str().unwrap(),
+        "vol:1",
+    ]));
+    let o = b
+        .cmd()
+        .args([
+            "create", "--name", "v", "--cpus", "1", "--memory", "128m", "vol:1",
+        ])
+        .args(["sh", "-c", "cat /data/file; echo box >> /data/file"])
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(ok(&b.cli(&["start", "-a", "v"])), "image\n");
+    assert_eq!(ok(&b.cli(&["start", "-a", "v"])), "image\nbox\n");
+    let names = ok(&b.cli(&["volume", "ls", "-q"]));
+    let anonymous: Vec<&str> = names.lines().collect();
+    assert_eq!(anonymous.len(), 1, "{names}");
+    let data = b
+        .home
+        .path()
+        .join("volumes")
+        .join(anonymous[0])
+        .join("_data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("file")).unwrap(),
+        "image\nbox\nbox\n"
+    );
+    ok(&b.cli(&["rm", "-v", "v"]));
+    assert_eq!(ok(&b.cli(&["volume", "ls", "-q"])), "");
+}
