@@ -74,6 +74,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if !args.shared_dir.is_dir() {
+        return Err(format!(
+            "{}: not a directory (--shared-dir must exist)",
+            args.shared_dir.display()
+        ));
+    }
     view::prepare(&args.shared_dir, args.file.as_deref(), args.read_only)
         .map_err(|e| e.to_string())?;
     let shared_dir = args
@@ -86,7 +92,10 @@ fn run(args: Args) -> Result<(), String> {
         .to_str()
         .ok_or_else(|| format!("{}: not a UTF-8 path", args.socket_path.display()))?;
     let listener = Listener::new(socket, true).map_err(|e| format!("listen on {socket}: {e}"))?;
-    let fd_limit = virtiofsd::limits::setup_rlimit_nofile(None)?;
+    // As many descriptors as we may have (one per inode the guest holds).
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_err(|e| format!("read the open-file limit: {e}"))?;
+    let fd_limit = virtiofsd::limits::setup_rlimit_nofile(Some(hard))?;
 
     let mut sandbox = Sandbox::new(shared_dir, SandboxMode::Namespace, Vec::new(), Vec::new());
     let mountinfo_prefix = sandbox
