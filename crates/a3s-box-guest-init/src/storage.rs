@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
 use crate::error::{Context, InitError};
+use crate::log::warning;
 use crate::populate;
 
 const SYS_BLOCK: &str = "/sys/block";
@@ -242,6 +243,21 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
     let filled = std::fs::File::open(FILL_AT)
         .context(|| format!("open {FILL_AT}"))
         .and_then(|share| populate::fill(&from, &OwnedFd::from(share), &m.target));
+    let filled = match filled {
+        // Another box found the same new volume empty and is filling it
+        // from its image at this moment: its copy wins, this box goes on.
+        Err(InitError::Sys {
+            what,
+            errno: Errno::EEXIST,
+        }) => {
+            warning!(
+                "volume at {} is being filled by another box: {what}",
+                m.target
+            );
+            Ok(false)
+        }
+        other => other,
+    };
     if let Err(e) = filled {
         let _ = nix::mount::umount2(FILL_AT, nix::mount::MntFlags::MNT_DETACH);
         return Err(e);

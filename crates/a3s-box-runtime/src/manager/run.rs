@@ -23,19 +23,45 @@ struct BoxDir {
 }
 
 const LOCK_FILE: &str = "lock";
+/// Prefix of a foreground box's directory while it is being made.
+const BUILDING_PREFIX: &str = ".run-";
 /// A directory without a lock file younger than this may be one another run
 /// is creating right now.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(30);
 
 impl BoxDir {
+    /// Make `path` with its lock file locked before it appears under its
+    /// name: built as a hidden `.run-` directory first, then renamed, so a
+    /// concurrent run's sweep never sees it unlocked.
     fn create(path: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&path)
-            .map_err(|e| BoxError::io(format!("create {}", path.display()), e))?;
-        let file = File::create(path.join(LOCK_FILE))
-            .map_err(|e| BoxError::io(format!("create lock in {}", path.display()), e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))?;
-        Ok(BoxDir { path, _lock: lock })
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let building = path.with_file_name(format!("{BUILDING_PREFIX}{name}"));
+        let fail = |what: &str, p: &Path| {
+            let what = format!("{what} {}", p.display());
+            move |e: std::io::Error| BoxError::io(what, e)
+        };
+        std::fs::create_dir_all(&building).map_err(fail("create", &building))?;
+        let made = File::create(building.join(LOCK_FILE))
+            .map_err(fail("create lock in", &building))
+            .and_then(|file| {
+                Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+                    BoxError::io(format!("lock {}", building.display()), e.into())
+                })
+            })
+            .and_then(|lock| {
+                std::fs::rename(&building, &path).map_err(fail("create", &path))?;
+                Ok(lock)
+            });
+        match made {
+            Ok(lock) => Ok(BoxDir { path, _lock: lock }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&building);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -52,18 +78,28 @@ fn remove_abandoned_boxes(boxes: &Path) {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        // Stored boxes and the store's own files belong to the box store.
-        if dir.join("config.json").exists() || entry.file_name().to_string_lossy().starts_with('.')
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > UNLOCKED_GRACE)
+                .unwrap_or(false)
+        };
+        // Stored boxes and the store's own files belong to the box store. A
+        // `.run-` directory is one being made (its lock may not be taken
+        // yet), or one whose run was killed meanwhile (then it is old).
+        if dir.join("config.json").exists()
+            || (name.starts_with('.') && !name.starts_with(BUILDING_PREFIX))
         {
             continue;
         }
         let abandoned = match File::open(dir.join(LOCK_FILE)) {
-            Ok(file) => Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok(),
-            Err(_) => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| t.elapsed().unwrap_or_default() > UNLOCKED_GRACE)
-                .unwrap_or(false),
+            Ok(file) => {
+                (!name.starts_with(BUILDING_PREFIX) || old())
+                    && Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok()
+            }
+            Err(_) => old(),
         };
         if abandoned {
             tracing::debug!(dir = %dir.display(), "removing abandoned box");

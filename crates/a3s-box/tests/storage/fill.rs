@@ -211,3 +211,43 @@ fn an_image_volume_gets_an_anonymous_volume_filled_from_the_image() {
     ok(&b.cli(&["rm", "-v", "v"]));
     assert_eq!(ok(&b.cli(&["volume", "ls", "-q"])), "");
 }
+
+#[test]
+fn two_boxes_starting_on_one_new_volume_both_start() {
+    let b = TestHome::new();
+    let image = image_with_data();
+    let many = image.path().join("data/many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..300 {
+        std::fs::write(many.join(format!("f{i}")), format!("{i}\n")).unwrap();
+    }
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = b.cmd();
+            c.args([
+                "run",
+                "--rm",
+                "--cpus",
+                "1",
+                "--memory",
+                "128m",
+                "-v",
+                "race:/data",
+            ])
+            .arg("--rootfs")
+            .arg(image.path())
+            .args(["--", "sh", "-c", "ls /data/many | wc -l"]);
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    for run in runs {
+        let o = run.join().unwrap();
+        let count: usize = ok(&o).trim().parse().unwrap();
+        assert!(
+            count > 0,
+            "each box sees the volume filled, at least in part"
+        );
+    }
+    let data = b.home.path().join("volumes/race/_data/many");
+    assert_eq!(std::fs::read_dir(data).unwrap().count(), 300);
+}
