@@ -21,6 +21,11 @@ pub struct StorageArgs {
     #[arg(long = "mount", value_name = "SPEC")]
     pub mounts: Vec<String>,
 
+    /// Mount the volumes and bind mounts of another box at the same paths
+    /// (`:ro`/`:rw` override their mode).
+    #[arg(long = "volumes-from", value_name = "BOX[:ro|rw]")]
+    pub volumes_from: Vec<String>,
+
     /// Mount a tmpfs at PATH (options: size=, mode=, ro, exec).
     #[arg(long = "tmpfs", value_name = "PATH[:OPTS]")]
     pub tmpfs: Vec<String>,

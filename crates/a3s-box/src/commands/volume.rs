@@ -2,7 +2,7 @@
 //! `run`/`create`.
 
 use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::{human_size, ImageManager, PullPolicy};
+use a3s_box_runtime::manager::{human_size, BoxManager, ImageManager, PullPolicy};
 use a3s_box_runtime::state::BoxRecord;
 use a3s_box_runtime::storage::volumes::{Volume, VolumeStore};
 use a3s_box_runtime::storage::{self, Mount, MountKind, StorageOptions};
@@ -111,6 +111,41 @@ pub fn remove_anonymous(record: &BoxRecord) -> Result<()> {
     Ok(())
 }
 
+/// `--volumes-from BOX[:ro|rw]`: the volumes and bind mounts of BOX (not
+/// its tmpfs mounts), as Docker does. Its anonymous volumes stay its own:
+/// here they are mounted by name, so `rm -v` of this box keeps them.
+fn volumes_from(boxes: &BoxManager, spec: &str) -> Result<Vec<Mount>> {
+    let (name, mode) = match spec.rsplit_once(':') {
+        Some((name, "ro")) => (name, Some(true)),
+        Some((name, "rw")) => (name, Some(false)),
+        Some((_, other)) => {
+            anyhow::bail!("invalid --volumes-from {spec:?}: unknown mode {other:?}: use ro or rw")
+        }
+        None => (spec, None),
+    };
+    let record = boxes.store().get(name)?;
+    Ok(record
+        .config
+        .options
+        .storage
+        .mounts
+        .iter()
+        .filter(|m| !matches!(m.kind, MountKind::Tmpfs { .. }))
+        .map(|m| Mount {
+            target: m.target.clone(),
+            kind: match &m.kind {
+                MountKind::Volume { name, nocopy, .. } => MountKind::Volume {
+                    name: name.clone(),
+                    anonymous: false,
+                    nocopy: *nocopy,
+                },
+                other => other.clone(),
+            },
+            read_only: mode.unwrap_or(m.read_only),
+        })
+        .collect())
+}
+
 /// The storage options of `run`/`create` flags, plus an anonymous volume for
 /// each `VOLUME` of `image` that no flag mounts over.
 pub async fn options(args: &StorageArgs, image: Option<&str>) -> Result<StorageOptions> {
@@ -123,6 +158,17 @@ pub async fn options(args: &StorageArgs, image: Option<&str>) -> Result<StorageO
     }
     for t in &args.tmpfs {
         mounts.push(storage::parse_tmpfs(t)?);
+    }
+    if !args.volumes_from.is_empty() {
+        let boxes = BoxManager::new(&Home::from_env()?);
+        for spec in &args.volumes_from {
+            for m in volumes_from(&boxes, spec)? {
+                // Flags of this box win over what it inherits.
+                if !mounts.iter().any(|own| own.target == m.target) {
+                    mounts.push(m);
+                }
+            }
+        }
     }
     if let Some(image) = image {
         let resolved = ImageManager::new(&Home::from_env()?)?

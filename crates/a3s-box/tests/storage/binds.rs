@@ -121,3 +121,61 @@ fn a_single_host_file_is_shared_without_its_directory() {
         stderr(&o)
     );
 }
+
+#[test]
+fn volumes_from_shares_another_boxes_volumes_and_binds() {
+    let b = TestHome::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("h"), "host\n").unwrap();
+    let src = host.path().to_str().unwrap();
+    let mut c = b.cmd();
+    c.args(["create", "--name", "a", "--cpus", "1", "--memory", "128m"])
+        .args(["-v", "vol:/data", "-v", &format!("{src}:/h"), "-v", "/anon"])
+        .args(["--tmpfs", "/t", "--rootfs"])
+        .arg(rootfs())
+        .args(["--", "sh", "-c", "echo a > /data/x; echo a > /anon/y"]);
+    ok(&c.output().unwrap());
+    ok(&b.cli(&["start", "-a", "a"]));
+    let read = "cat /data/x /anon/y /h/h; grep -c ' /t ' /proc/mounts; touch /data/no";
+    let mut c = b.cmd();
+    c.args(["create", "--name", "b", "--cpus", "1", "--memory", "128m"])
+        .args(["--volumes-from", "a:ro", "--rootfs"])
+        .arg(rootfs())
+        .args(["--", "sh", "-c", read]);
+    ok(&c.output().unwrap());
+    let o = b.cli(&["start", "-a", "b"]);
+    assert_eq!(super::common::stdout(&o), "a\na\nhost\n0\n");
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    // The anonymous volume stays a's: removing b with -v keeps it.
+    let before = ok(&b.cli(&["volume", "ls", "-q"]));
+    assert_eq!(before.lines().count(), 2, "{before}");
+    ok(&b.cli(&["rm", "-v", "b"]));
+    assert_eq!(ok(&b.cli(&["volume", "ls", "-q"])), before);
+    ok(&b.cli(&["rm", "-v", "a"]));
+    assert_eq!(ok(&b.cli(&["volume", "ls", "-q"])), "vol\n");
+
+    let o = b.cli(&[
+        "create",
+        "--volumes-from",
+        "nope",
+        "--rootfs",
+        "/",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = b.cli(&[
+        "create",
+        "--volumes-from",
+        "a:rx",
+        "--rootfs",
+        "/",
+        "--",
+        "true",
+    ]);
+    assert!(stderr(&o).contains("use ro or rw"), "{}", stderr(&o));
+}
