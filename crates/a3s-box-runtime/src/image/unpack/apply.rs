@@ -37,6 +37,13 @@ struct Layer<'a> {
     dir_times: Vec<(PathBuf, i64)>,
     is_root: bool,
     buf: Vec<u8>,
+    /// Members seen so far (not counting PAX headers): the index of the
+    /// current one.
+    members: usize,
+    /// Members whose PAX records the `tar` crate could not parse (it splits
+    /// records at newlines, so a binary attribute value holding a 0x0a byte
+    /// reads as malformed): their attributes come from a second, raw read.
+    reread_xattrs: HashSet<usize>,
 }
 
 /// Apply one uncompressed tar stream to `root`. `layer` names it in errors.
@@ -51,6 +58,8 @@ pub fn apply_layer(reader: impl Read, root: &Path, layer: &Path) -> Result<(), U
         dir_times: Vec::new(),
         is_root: nix::unistd::geteuid().is_root(),
         buf: vec![0; COPY_BUF_BYTES],
+        members: 0,
+        reread_xattrs: HashSet::new(),
     };
     let mut archive = Archive::new(reader);
     for entry in archive.entries().map_err(tar_err)? {
@@ -59,6 +68,9 @@ pub fn apply_layer(reader: impl Read, root: &Path, layer: &Path) -> Result<(), U
             ApplyError::Unpack(u) => u,
             ApplyError::Tar(source) => tar_err(source),
         })?;
+    }
+    if !state.reread_xattrs.is_empty() {
+        state.reapply_xattrs(layer);
     }
     for (path, mtime) in state.dir_times.iter().rev() {
         set_mtime(path, *mtime)?;
@@ -84,6 +96,7 @@ impl Layer<'_> {
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             return Ok(());
         }
+        self.members += 1;
         let mut comps = clean(&name)?;
         let Some(last) = comps.pop() else {
             return Ok(()); // the root itself: keep ours
@@ -213,12 +226,17 @@ impl Layer<'_> {
         let mtime = header.mtime().map_err(ApplyError::Tar)?;
         let mtime = i64::try_from(mtime).unwrap_or(i64::MAX);
         if let Some(exts) = entry.pax_extensions().map_err(ApplyError::Tar)? {
-            // The tar crate splits records at newlines: a record whose value
-            // holds one reads as malformed and its attribute is lost (the
-            // records around it are kept).
-            for ext in exts.flatten() {
-                if let Some(name) = xattrs::name_from_pax_key(ext.key_bytes()) {
-                    set_xattr(path, name, ext.value_bytes());
+            for ext in exts {
+                match ext {
+                    Ok(ext) => {
+                        if let Some(name) = xattrs::name_from_pax_key(ext.key_bytes()) {
+                            set_xattr(path, name, ext.value_bytes());
+                        }
+                    }
+                    // A value with a newline: see `reapply_xattrs`.
+                    Err(_) => {
+                        self.reread_xattrs.insert(self.members - 1);
+                    }
                 }
             }
         }
@@ -274,6 +292,46 @@ fn set_mtime(path: &Path, mtime: i64) -> Result<(), UnpackError> {
         path: path.to_owned(),
         source: e.into(),
     })
+}
+
+impl Layer<'_> {
+    /// Read `layer` again with our own PAX parser (records by length) and set
+    /// the attributes of the members in `reread_xattrs`, at their path as
+    /// resolved inside the root now. Best effort, like every attribute: a
+    /// layer this reader refuses (a GNU sparse file) keeps what it has.
+    fn reapply_xattrs(&self, layer: &Path) {
+        let reader = match super::open_layer(layer) {
+            Ok(r) => super::PadToBlock::new(r),
+            Err(e) => {
+                tracing::warn!(layer = %layer.display(), "attributes with newlines not kept: {e}");
+                return;
+            }
+        };
+        let mut index = 0;
+        let result = a3s_box_archive::read::for_each(reader, |member, _data| {
+            index += 1;
+            if !self.reread_xattrs.contains(&(index - 1)) {
+                return Ok::<_, a3s_box_archive::read::ReadError>(());
+            }
+            if let Some(path) = self.member_path(&member.name) {
+                for (name, value) in &member.xattrs {
+                    set_xattr(&path, name, value);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(layer = %layer.display(), "attributes with newlines not kept: {e}");
+        }
+    }
+
+    /// Where member `name` is in the root, resolved inside it.
+    fn member_path(&self, name: &Path) -> Option<PathBuf> {
+        let mut comps = clean(name).ok()?;
+        let last = comps.pop()?;
+        let parent = resolve_dir(self.root, &comps, name).ok()?;
+        Some(self.root.join(parent).join(last))
+    }
 }
 
 /// Best effort: filesystems without xattr support (or a non-root unpack of
