@@ -13,11 +13,16 @@
 #
 # usage: bench/storage.sh [ROUNDS]     (needs `make setup`)
 # env:   CPUS (default 2), MEMORY_MIB (default 512), A3S_BOX_BIN (default
-#        target/release/a3s-box)
+#        target/release/a3s-box), A3S_BOX_VIRTIOFSD (the share's daemon;
+#        bench/virtiofsd-c runs QEMU's C virtiofsd instead of a3s-box-fs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds="${1:-5}"
+if [[ -n "${A3S_BOX_VIRTIOFSD:-}" ]]; then
+    A3S_BOX_VIRTIOFSD="$(realpath "$A3S_BOX_VIRTIOFSD")"
+    export A3S_BOX_VIRTIOFSD
+fi
 cpus="${CPUS:-2}"
 mem="${MEMORY_MIB:-512}"
 share=target/share/a3s-box
