@@ -47,8 +47,11 @@ box_kib=$(( $(rss "$vm_pid") + $(rss "$shim_pid") ))
 shim_kib=$(rss "$shim_pid")
 # Same command line, new sockets, started by hand; guest-init waits for a host.
 mkdir -p "$work/byhand"
+# Its own copy of the box's writable layer (QEMU locks the box's) and its own
+# sockets.
+cp --sparse=always "$A3S_HOME/boxes/${id:0:12}/rw.img" "$work/byhand/rw.img"
 tr '\0' '\n' < "/proc/$vm_pid/cmdline" | tail -n +2 \
-    | sed "s#path=[^,]*agent.sock#path=$work/byhand/agent.sock#; s#file:[^ ]*console.log#file:$work/byhand/console.log#" \
+    | sed "s#path=[^,]*agent.sock#path=$work/byhand/agent.sock#; s#file:[^ ]*console.log#file:$work/byhand/console.log#; s#unix:[^,]*qmp.sock#unix:$work/byhand/qmp.sock#; s#file=[^,]*rw.img#file=$work/byhand/rw.img#" \
     > "$work/byhand/args"
 mapfile -t args < "$work/byhand/args"
 qemu-system-x86_64 "${args[@]}" >/dev/null 2>&1 &
