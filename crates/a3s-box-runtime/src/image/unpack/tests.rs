@@ -60,6 +60,18 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// A GNU header of a 1-byte regular file, mode 0644, owned by root.
+fn one_byte_file_header() -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
 #[test]
 fn keeps_links_modes_owners_times_and_specials() {
     let work = tempfile::tempdir().unwrap();
@@ -72,13 +84,7 @@ fn keeps_links_modes_owners_times_and_specials() {
         .entry(EntryType::Fifo, "run.fifo", "", 0o600, b"")
         .entry(EntryType::Char, "null", "", 0o666, b"")
         .file("日本語 ☃/file with spaces", b"unicode");
-    let mut h = Header::new_gnu();
-    h.set_entry_type(EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(1);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    let mut h = one_byte_file_header();
     b.0.append_pax_extensions([("SCHILY.xattr.user.test", b"yes".as_slice())])
         .unwrap();
     b.0.append_data(&mut h, "xattr-file", b"x".as_slice())
@@ -305,13 +311,7 @@ fn a_layer_packed_from_an_upper_directory_keeps_hardlinks_and_xattrs() {
 fn attribute_values_with_newlines_are_kept() {
     let work = tempfile::tempdir().unwrap();
     let mut b = LayerBuilder::new().file("before", b"1");
-    let mut h = Header::new_gnu();
-    h.set_entry_type(EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(1);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    let mut h = one_byte_file_header();
     b.0.append_pax_extensions([
         ("SCHILY.xattr.user.binary", b"a\nb\n\x00".as_slice()),
         ("SCHILY.xattr.user.plain", b"ok".as_slice()),
