@@ -22,6 +22,8 @@
 
 mod pax;
 pub mod read;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod walk;
 pub mod xattrs;
 

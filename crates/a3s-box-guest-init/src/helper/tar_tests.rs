@@ -11,6 +11,8 @@ use nix::sys::time::TimeSpec;
 use tar::{Archive, Builder, EntryType, Header};
 
 use super::super::tar_create::create;
+use a3s_box_archive::testing::append_raw;
+
 use super::*;
 
 const MTIME: i64 = 1_600_000_000;
@@ -121,22 +123,6 @@ fn files_and_symlinks_are_single_entries_named_by_basename() {
     }
 }
 
-/// Append an entry with a name and link name written as raw bytes (the tar
-/// crate's own setters refuse `..`).
-fn raw(builder: &mut Builder<Vec<u8>>, name: &str, kind: EntryType, link: &str, data: &[u8]) {
-    let mut h = Header::new_gnu();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    h.set_entry_type(kind);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(data.len() as u64);
-    h.set_mtime(1);
-    h.set_cksum();
-    builder.append(&h, data).unwrap();
-}
-
 /// Extract `entries` into a fresh `base/dst` and return the result; `base`
 /// is kept so the test can check nothing landed beside `dst`.
 fn hostile(
@@ -144,7 +130,7 @@ fn hostile(
 ) -> (tempfile::TempDir, Result<Extracted, HelperError>) {
     let mut builder = Builder::new(Vec::new());
     for (name, kind, link) in entries {
-        raw(&mut builder, name, *kind, link, b"pwned");
+        append_raw(&mut builder, name, *kind, link, b"pwned");
     }
     let tar = builder.into_inner().unwrap();
     let base = tempfile::tempdir().unwrap();

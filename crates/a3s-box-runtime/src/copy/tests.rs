@@ -11,6 +11,8 @@ use nix::sys::time::TimeSpec;
 use tar::{Builder, EntryType, Header};
 
 use super::unpack::rename_components;
+use a3s_box_archive::testing::append_raw;
+
 use super::*;
 
 const MTIME: i64 = 1_600_000_000;
@@ -193,26 +195,10 @@ fn a_file_over_a_file_is_replaced_not_written_through() {
     fs::write(outside.path().join("victim"), b"safe").unwrap();
     symlink(outside.path().join("victim"), dst.path().join("hosts")).unwrap();
     let mut b = Builder::new(Vec::new());
-    raw(&mut b, "hosts", EntryType::Regular, "", b"pwned");
+    append_raw(&mut b, "hosts", EntryType::Regular, "", b"pwned");
     unpack(b.into_inner().unwrap().as_slice(), dst.path(), None).unwrap();
     assert_eq!(fs::read(outside.path().join("victim")).unwrap(), b"safe");
     assert_eq!(fs::read(dst.path().join("hosts")).unwrap(), b"pwned");
-}
-
-/// Append an entry with its name and link name written as raw bytes (the
-/// tar crate's setters refuse `..`).
-fn raw(builder: &mut Builder<Vec<u8>>, name: &str, kind: EntryType, link: &str, data: &[u8]) {
-    let mut h = Header::new_gnu();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    h.set_entry_type(kind);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(data.len() as u64);
-    h.set_mtime(1);
-    h.set_cksum();
-    builder.append(&h, data).unwrap();
 }
 
 /// Unpack `entries` into a fresh `base/dst`; `base` is returned so the test
@@ -222,7 +208,7 @@ fn hostile(
 ) -> (tempfile::TempDir, Result<Unpacked, CopyError>) {
     let mut b = Builder::new(Vec::new());
     for (name, kind, link) in entries {
-        raw(&mut b, name, *kind, link, b"pwned");
+        append_raw(&mut b, name, *kind, link, b"pwned");
     }
     let tar = b.into_inner().unwrap();
     let base = tempfile::tempdir().unwrap();
@@ -349,8 +335,8 @@ fn huge_names_fail_inside() {
 #[test]
 fn a_truncated_stream_leaves_no_partial_file() {
     let mut b = Builder::new(Vec::new());
-    raw(&mut b, "done", EntryType::Regular, "", b"complete");
-    raw(&mut b, "partial", EntryType::Regular, "", &[7; 4096]);
+    append_raw(&mut b, "done", EntryType::Regular, "", b"complete");
+    append_raw(&mut b, "partial", EntryType::Regular, "", &[7; 4096]);
     let tar = b.into_inner().unwrap();
     let cut = &tar[..tar.len() - 1024 - 2048];
     let dst = tempfile::tempdir().unwrap();

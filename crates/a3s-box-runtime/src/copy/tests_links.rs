@@ -34,7 +34,7 @@ fn hardlinks_never_go_through_a_symlink_or_to_what_was_there() {
     assert!(!base.path().join("dst/h").exists());
     // A file the destination held before is not the archive's to link.
     let mut b = Builder::new(Vec::new());
-    raw(&mut b, "h", EntryType::Link, "before", b"");
+    append_raw(&mut b, "h", EntryType::Link, "before", b"");
     let base = tempfile::tempdir().unwrap();
     let dst = base.path().join("dst");
     fs::create_dir(&dst).unwrap();
@@ -80,7 +80,7 @@ fn only_user_attributes_and_file_capabilities_come_back_from_a_box() {
     ];
     records.push(("SCHILY.xattr.security.capability", &cap));
     b.append_pax_extensions(records).unwrap();
-    raw(&mut b, "f", EntryType::Regular, "", b"x");
+    append_raw(&mut b, "f", EntryType::Regular, "", b"x");
     let dst = tempfile::tempdir().unwrap();
     let probe = dst.path().join("probe");
     fs::write(&probe, "").unwrap();
