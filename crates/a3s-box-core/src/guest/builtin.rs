@@ -37,6 +37,27 @@ pub enum PathKind {
 }
 
 impl PathKind {
+    /// The kind of a path from its `lstat`/`stat` result: missing when
+    /// nothing is there, or when a file stands where the path needs a
+    /// directory (`file/x`); other errors are returned.
+    pub fn of(meta: std::io::Result<std::fs::Metadata>) -> std::io::Result<PathKind> {
+        match meta {
+            Ok(m) if m.is_dir() => Ok(PathKind::Dir),
+            Ok(m) if m.is_file() => Ok(PathKind::File),
+            Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
+            Ok(_) => Ok(PathKind::Other),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(PathKind::Missing)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The word `stat` prints for this kind.
     pub fn as_str(self) -> &'static str {
         match self {

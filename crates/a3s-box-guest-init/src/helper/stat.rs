@@ -4,33 +4,18 @@
 //! `symlink`), `target_kind` what PATH leads to with symlinks followed.
 //! A missing PATH is not an error: its kind is `missing`.
 
-use std::fs::{self, Metadata};
-use std::io::{self, Write};
+use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use super::HelperError;
 
 pub use a3s_box_core::guest::builtin::PathKind;
 
-/// The kind of a path from its `lstat`/`stat` result.
-fn kind_of(meta: io::Result<Metadata>, path: &Path) -> Result<PathKind, HelperError> {
-    match meta {
-        Ok(m) if m.is_dir() => Ok(PathKind::Dir),
-        Ok(m) if m.is_file() => Ok(PathKind::File),
-        Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
-        Ok(_) => Ok(PathKind::Other),
-        // ENOTDIR: a file where the path needs a directory (`file/x`).
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-            Ok(PathKind::Missing)
-        }
-        Err(e) => Err(HelperError::io("stat", path)(e)),
-    }
-}
-
 /// Print the kinds of `path` to `out`.
 pub fn run(path: &Path, out: &mut impl Write) -> Result<(), HelperError> {
-    let kind = kind_of(fs::symlink_metadata(path), path)?;
-    let target_kind = kind_of(fs::metadata(path), path)?;
+    let kind = PathKind::of(fs::symlink_metadata(path)).map_err(HelperError::io("stat", path))?;
+    let target_kind = PathKind::of(fs::metadata(path)).map_err(HelperError::io("stat", path))?;
     writeln!(
         out,
         "{{\"kind\":\"{}\",\"target_kind\":\"{}\"}}",

@@ -99,16 +99,7 @@ fn source_kind(kind: PathKind) -> Option<SourceKind> {
 }
 
 fn host_kind(meta: io::Result<std::fs::Metadata>, path: &Path) -> Result<PathKind, CopyError> {
-    match meta {
-        Ok(m) if m.is_dir() => Ok(PathKind::Dir),
-        Ok(m) if m.is_file() => Ok(PathKind::File),
-        Ok(m) if m.file_type().is_symlink() => Ok(PathKind::Symlink),
-        Ok(_) => Ok(PathKind::Other),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-            Ok(PathKind::Missing)
-        }
-        Err(e) => Err(CopyError::io("stat", path)(e)),
-    }
+    PathKind::of(meta).map_err(CopyError::io("stat", path))
 }
 
 #[cfg(test)]
