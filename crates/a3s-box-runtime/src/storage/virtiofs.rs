@@ -185,16 +185,7 @@ fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageErr
         .stdout(Stdio::null())
         .stderr(log_file)
         .process_group(0);
-    // SAFETY: runs in the forked child before exec and only calls prctl,
-    // which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::die_with_parent(&mut cmd);
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StorageError::MissingTool {
             tool: binary().display().to_string(),

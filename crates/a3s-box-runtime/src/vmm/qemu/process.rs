@@ -33,16 +33,7 @@ pub fn spawn(args: &QemuArgs, log: &Path, die_with_parent: bool) -> Result<Child
         .stderr(log_err)
         .process_group(0);
     if die_with_parent {
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls prctl, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::die_with_parent(&mut cmd);
     }
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => BoxError::MissingAsset {
