@@ -27,13 +27,8 @@ cd "$(dirname "$0")/.."
 
 rounds="${1:-5}"
 bytes=100000000
-bin="$(realpath "${A3S_BOX_BIN:-target/release/a3s-box}")"
-rootfs="$PWD/target/share/a3s-box/rootfs-busybox"
-export A3S_BOX_ASSETS="${A3S_BOX_ASSETS:-$PWD/target/share/a3s-box}"
-for need in "$bin" "$(dirname "$bin")/a3s-box-shim" "$rootfs/bin/busybox" "$A3S_BOX_ASSETS/initramfs.cpio"; do
-    [[ -e "$need" ]] || { echo "exec-throughput.sh: $need missing: run make setup" >&2; exit 1; }
-done
-"$bin" exec --help >/dev/null 2>&1 || { echo "exec-throughput.sh: $bin has no exec: run make release" >&2; exit 1; }
+source bench/lib.sh
+box_assets exec-throughput.sh
 for tool in cpio python3; do
     command -v "$tool" >/dev/null || { echo "exec-throughput.sh: $tool missing: scripts/install-deps.sh" >&2; exit 1; }
 done

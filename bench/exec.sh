@@ -17,13 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds="${1:-20}"
-bin="$(realpath "${A3S_BOX_BIN:-target/release/a3s-box}")"
-rootfs="$PWD/target/share/a3s-box/rootfs-busybox"
-export A3S_BOX_ASSETS="${A3S_BOX_ASSETS:-$PWD/target/share/a3s-box}"
-for need in "$bin" "$(dirname "$bin")/a3s-box-shim" "$rootfs/bin/busybox" "$A3S_BOX_ASSETS/initramfs.cpio"; do
-    [[ -e "$need" ]] || { echo "exec.sh: $need missing: run make setup" >&2; exit 1; }
-done
-"$bin" exec --help >/dev/null 2>&1 || { echo "exec.sh: $bin has no exec: run make release" >&2; exit 1; }
+source bench/lib.sh
+box_assets exec.sh
 for tool in hyperfine podman runc python3; do
     command -v "$tool" >/dev/null || { echo "exec.sh: $tool missing: scripts/install-deps.sh --bench" >&2; exit 1; }
 done
