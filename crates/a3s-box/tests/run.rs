@@ -159,6 +159,22 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, u64)> {
     out
 }
 
+/// A stored `--rm` box (named, so supervised by a shim) is removed by its
+/// supervisor the moment it ends; `run` must still get its last output and
+/// its code, and return only once the box is gone.
+#[test]
+fn a_named_rm_box_returns_its_last_output_and_code_then_is_gone() {
+    let b = TestHome::new();
+    for i in 0..3 {
+        let name = format!("rm{i}");
+        let o = b.run(&["--name", &name], &["sh", "-c", "echo last-line; exit 7"]);
+        assert_eq!(o.status.code(), Some(7), "round {i}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "last-line\n", "round {i}");
+        assert!(!b.cli(&["inspect", &name]).status.success(), "round {i}");
+        b.assert_no_boxes_left();
+    }
+}
+
 #[test]
 fn a3s_box_errors_exit_125_with_one_line() {
     let b = TestHome::new();

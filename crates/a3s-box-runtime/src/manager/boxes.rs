@@ -17,7 +17,7 @@ use a3s_box_core::{BoxError, Result};
 use super::supervise::{ShimRequest, CONTROL_SOCKET};
 use super::{new_box_id, RunOptions};
 use crate::home::Home;
-use crate::state::{shim_alive, BoxRecord, BoxStore};
+use crate::state::{shim_alive, BoxRecord, BoxStore, Hold};
 
 /// Environment variable naming the shim binary.
 pub const ENV_SHIM: &str = "A3S_BOX_SHIM";
@@ -357,9 +357,41 @@ impl BoxManager {
         let deadline = Instant::now() + SETTLE_LIMIT;
         while shim_alive(&record.dir) && Instant::now() < deadline {
             match self.store.get(&record.config.id) {
-                Ok(r) if r.state.status == BoxStatus::Exited => std::thread::sleep(POLL),
+                // An `--rm` box's supervisor may be waiting for a client's
+                // hold (see `finish_wait`): nothing to wait for here.
+                Ok(r) if r.state.status == BoxStatus::Exited && !r.config.auto_remove => {
+                    std::thread::sleep(POLL)
+                }
                 _ => return,
             }
+        }
+    }
+
+    /// For a client about to wait for `record`'s end: if the box is an
+    /// `--rm` one, a hold that keeps its supervisor from removing it until
+    /// the client has read the exit code and the output. Take it before
+    /// starting the box.
+    pub fn hold_end(&self, record: &BoxRecord) -> Result<Option<Hold>> {
+        match record.config.auto_remove {
+            true => crate::state::hold(&record.dir).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// After the client read `record`'s end: let go of `hold` and wait
+    /// (bounded) for the supervisor to finish, so that the box is gone
+    /// (`--rm`) or stopped for good when the client returns.
+    pub fn finish_wait(&self, record: &BoxRecord, hold: Option<Hold>) {
+        if hold.is_none() {
+            return self.settle(record);
+        }
+        drop(hold);
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while shim_alive(&record.dir)
+            && self.store.get(&record.config.id).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(POLL);
         }
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::exec;
 use super::vm::{run_vm, Control, OutputSink, RunIo};
 use crate::state::log::LogWriter;
-use crate::state::{BoxStore, LOG_FILE, SHIM_LOCK};
+use crate::state::{wait_unheld, BoxStore, LOG_FILE, SHIM_LOCK};
 
 /// The control socket in a box directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -37,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long clients get to receive their last frames when the box ends.
 const CLIENT_DRAIN: Duration = Duration::from_secs(2);
+/// How long an `--rm` box waits for a client that holds it before removal.
+const HOLD_LIMIT: Duration = Duration::from_secs(10);
 /// How often the supervisor checks that its box still exists.
 const DIR_WATCH: Duration = Duration::from_secs(2);
 
@@ -247,6 +249,10 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&exec_socket);
     if record.config.auto_remove {
+        // A `run --rm` client may still be reading the exit code and the
+        // last output: let it finish first.
+        let held = dir.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || wait_unheld(&held, HOLD_LIMIT)).await;
         let rec = store.load_dir(dir)?;
         store.remove(&rec)?;
     }

@@ -9,6 +9,7 @@
 //! shim, and is reconciled to `exited` by whoever reads it next.
 
 mod files;
+mod hold;
 pub mod log;
 mod names;
 
@@ -23,6 +24,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 pub use files::write_atomic;
+pub use hold::{hold, wait_unheld, Hold};
 
 use crate::home::Home;
 use crate::manager::RunOptions;

@@ -42,11 +42,12 @@ pub fn start(args: StartArgs) -> Result<u8> {
         let record = manager.store().get(key)?;
         // Only this run's output: mark where the log ends before it starts.
         let offset = super::logs::log_end(&manager, &record.config.id)?;
+        let hold = manager.hold_end(&record)?;
         if let Err(failed) = manager.start(&record)? {
             eprintln!("a3s-box: {}", failed.reason);
             return Ok(u8::try_from(failed.code).unwrap_or(super::EXIT_BOX_ERROR));
         }
-        let code = super::logs::follow_until_exit(&manager, &record.config.id, offset)?;
+        let code = super::logs::follow_until_exit(&manager, &record, offset, hold)?;
         return Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(super::EXIT_BOX_ERROR));
     }
     each(&args.boxes, |key| {

@@ -9,7 +9,7 @@ use a3s_box_core::time::parse_rfc3339;
 use a3s_box_runtime::home::Home;
 use a3s_box_runtime::manager::BoxManager;
 use a3s_box_runtime::state::log::{read_log, LogLine};
-use a3s_box_runtime::state::LOG_FILE;
+use a3s_box_runtime::state::{BoxRecord, Hold, LOG_FILE};
 use anyhow::{bail, Result};
 
 use crate::cli::LogsArgs;
@@ -149,14 +149,18 @@ pub fn log_end(manager: &BoxManager, id: &str) -> Result<u64> {
 }
 
 /// Stream a box's output from byte `offset` of its log until it stops; its
-/// exit code.
-pub fn follow_until_exit(manager: &BoxManager, id: &str, offset: u64) -> Result<i32> {
-    let record = manager.store().get(id)?;
+/// exit code. `hold` is the caller's hold on an `--rm` box, taken before it
+/// started (see `BoxManager::hold_end`).
+pub fn follow_until_exit(
+    manager: &BoxManager,
+    record: &BoxRecord,
+    offset: u64,
+    hold: Option<Hold>,
+) -> Result<i32> {
+    let id = &record.config.id;
     let path = record.dir.join(LOG_FILE);
     follow(manager, id, Follower::new(path, offset), false)?;
-    let Ok(record) = manager.store().get(id) else {
-        return Ok(0);
-    };
-    manager.settle(&record);
-    Ok(record.state.exit_code.unwrap_or(0))
+    let code = manager.store().get(id).ok().and_then(|r| r.state.exit_code);
+    manager.finish_wait(record, hold);
+    Ok(code.unwrap_or(0))
 }

@@ -188,10 +188,16 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     let manager = BoxManager::new(&home);
     let record = create(&manager, &args).await?;
+    // An `--rm` box is held until its exit code and output are read.
+    let hold = match args.detach {
+        true => None,
+        false => manager.hold_end(&record)?,
+    };
     match manager.start(&record)? {
         Ok(()) => {}
         Err(failed) => {
             eprintln!("a3s-box: {}", failed.reason);
+            drop(hold);
             if args.rm {
                 let _ = manager.remove(&manager.store().get(&record.config.id)?, true);
             }
@@ -206,11 +212,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         let record = manager.store().get(&record.config.id)?;
         let code =
             super::exec::attach_to(&manager, &record, args.interactive, args.tty, true).await?;
+        tokio::task::spawn_blocking(move || manager.finish_wait(&record, hold)).await?;
         return Ok(i32::from(code));
     }
     forward_signals(&manager, &record.config.id);
-    let id = record.config.id.clone();
-    tokio::task::spawn_blocking(move || super::logs::follow_until_exit(&manager, &id, 0)).await?
+    tokio::task::spawn_blocking(move || super::logs::follow_until_exit(&manager, &record, 0, hold))
+        .await?
 }
 
 /// Forward INT, TERM, HUP and QUIT to the box while its output is followed,
