@@ -173,6 +173,12 @@ fn a_named_rm_box_returns_its_last_output_and_code_then_is_gone() {
         assert!(!b.cli(&["inspect", &name]).status.success(), "round {i}");
         b.assert_no_boxes_left();
     }
+    // `wait` on a running `--rm` box gets its code too (as `docker wait`).
+    b.run_detached(&["--rm", "--name", "w"], &["sh", "-c", "sleep 3; exit 5"]);
+    let o = b.cli(&["wait", "w"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "5\n");
+    b.assert_no_boxes_left();
 }
 
 #[test]

@@ -273,7 +273,11 @@ impl BoxStore {
         let mut records = Vec::new();
         for entry in entries.flatten() {
             let dir = entry.path();
-            if !dir.join(CONFIG_FILE).is_file() {
+            // Hidden entries are the store's own: its lock, boxes being
+            // removed (`.rm-`) and foreground runs being made (`.run-`).
+            if entry.file_name().as_encoded_bytes().starts_with(b".")
+                || !dir.join(CONFIG_FILE).is_file()
+            {
                 continue; // a foreground run's scratch directory, or debris
             }
             match self.load(&dir) {
@@ -453,6 +457,12 @@ mod tests {
             "a refused create leaves nothing"
         );
         assert!(create(&store, "ef78", Some("bad name")).is_err());
+        // A box being removed (renamed to its tomb first) is gone at once,
+        // even while its files are still being deleted.
+        let tomb = home.path().join("boxes").join(".rm-ab34ab34ab34");
+        std::fs::rename(&b.dir, tomb).unwrap();
+        assert!(store.get(&b.config.name).is_err());
+        assert_eq!(store.list().unwrap().len(), 1);
     }
 
     #[test]

@@ -199,7 +199,11 @@ pub fn wait(args: BoxesArgs) -> Result<u8> {
     let manager = manager()?;
     let mut last = 0;
     for key in &args.boxes {
+        // An `--rm` box would be gone with its code: hold it until read.
+        let record = manager.store().get(key)?;
+        let hold = manager.hold_end(&record)?;
         let code = manager.wait(key)?;
+        manager.finish_wait(&record, hold);
         println!("{code}");
         last = code;
     }
