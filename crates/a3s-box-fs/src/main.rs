@@ -4,7 +4,10 @@
 //! vhost-user socket. It is built on the `virtiofsd` crate's passthrough
 //! filesystem, sandbox and seccomp filter, with what A3S Box needs on top:
 //!
-//! - files skip the per-`close` `FLUSH` round trip ([`noflush`]);
+//! - files skip the per-`close` `FLUSH` round trip ([`share`]);
+//! - `--seal-after-fill` serves a share writable until the guest seals it,
+//!   read-only from then on: a new read-only volume filled from the image
+//!   ([`seal`]);
 //! - `--read-only` is enforced by the host kernel (a read-only bind mount in
 //!   the daemon's own mount namespace), not only by refusing FUSE writes;
 //! - `--file` serves a single host file: the share is a tmpfs holding only
@@ -16,7 +19,8 @@
 //! installs a seccomp filter before it reads the first request.
 
 mod logger;
-mod noflush;
+mod seal;
+mod share;
 mod view;
 
 use std::path::PathBuf;
@@ -34,7 +38,7 @@ use virtiofsd::sandbox::{Sandbox, SandboxMode};
 use virtiofsd::seccomp::{enable_seccomp, SeccompAction};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
-use noflush::NoFlush;
+use share::Share;
 
 /// Serve a host directory (or file) to a VM over virtio-fs.
 #[derive(Debug, Parser)]
@@ -53,6 +57,10 @@ struct Args {
     /// Refuse every write, in the daemon and in the host kernel.
     #[arg(long)]
     read_only: bool,
+    /// Writable until the guest sets the seal xattr on the share, then
+    /// read-only for good (enforced by the daemon only).
+    #[arg(long, conflicts_with = "read_only")]
+    seal_after_fill: bool,
     /// How long the guest may trust names and attributes, in milliseconds.
     #[arg(long, default_value_t = 100)]
     cache_timeout_ms: u64,
@@ -124,10 +132,10 @@ fn run(args: Args) -> Result<(), String> {
     drop_capabilities()?;
     if args.read_only {
         let fs = PassthroughFsRo::new(config).map_err(|e| format!("open the share: {e}"))?;
-        serve(NoFlush(fs), listener)
+        serve(Share::new(fs, false), listener)
     } else {
         let fs = PassthroughFs::new(config).map_err(|e| format!("open the share: {e}"))?;
-        serve(NoFlush(fs), listener)
+        serve(Share::new(fs, args.seal_after_fill), listener)
     }
 }
 

@@ -27,6 +27,8 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
 
+use a3s_box_core::guest::message::SEAL_XATTR;
+
 use crate::error::{Context, InitError};
 use crate::storage::open_beneath;
 
@@ -280,6 +282,44 @@ fn times_of(st: &FileStat) -> (TimeSpec, TimeSpec) {
         TimeSpec::new(st.st_atime, st.st_atime_nsec),
         TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
     )
+}
+
+/// Seal the share open at `share` (a read-only volume just filled): its
+/// daemon refuses every write from now on, whatever the box does later.
+/// Then check that it really does, since a daemon that does not know the
+/// seal would just store the attribute.
+pub fn seal(share: &OwnedFd, what: &str) -> Result<(), InitError> {
+    let name = CString::new(SEAL_XATTR).map_err(|_| InitError::Protocol("seal name".into()))?;
+    // SAFETY: a valid descriptor, a NUL-terminated name and a 1-byte value.
+    let set =
+        unsafe { libc::fsetxattr(share.as_raw_fd(), name.as_ptr(), c"1".as_ptr().cast(), 1, 0) };
+    Errno::result(set).context(|| format!("seal the read-only volume at {what}"))?;
+    const PROBE: &str = ".a3s-box-seal-probe";
+    match mkdirat(
+        Some(share.as_raw_fd()),
+        PROBE,
+        Mode::from_bits_truncate(0o700),
+    ) {
+        Err(Errno::EROFS) => Ok(()),
+        Ok(()) => {
+            let _ = nix::unistd::unlinkat(
+                Some(share.as_raw_fd()),
+                PROBE,
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            );
+            Err(InitError::Sys {
+                what: format!(
+                    "the volume at {what} is still writable after its seal \
+                     (its virtio-fs daemon is not a3s-box-fs)"
+                ),
+                errno: Errno::EROFS,
+            })
+        }
+        Err(errno) => Err(InitError::Sys {
+            what: format!("check the seal of the volume at {what}"),
+            errno,
+        }),
+    }
 }
 
 #[cfg(test)]

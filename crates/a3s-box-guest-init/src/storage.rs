@@ -199,9 +199,7 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
         return crate::mount_file::mount_file(root, tag, m);
     }
     let fill_from = match m.source {
-        MountSource::Virtiofs { .. } if m.populate && !m.read_only => {
-            existing_dir_in_root(image, &m.target)?
-        }
+        MountSource::Virtiofs { .. } if m.populate => existing_dir_in_root(image, &m.target)?,
         _ => None,
     };
     let target = make_dir_in_root(root, &m.target)?;
@@ -232,33 +230,16 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(e).context(|| format!("mkdir {FILL_AT}")),
     }
+    // A read-only volume is filled writable, sealed, then made read-only.
     mount(
         Some(source.as_str()),
         FILL_AT,
         Some(fstype),
-        flags,
+        flags - MsFlags::MS_RDONLY,
         Some(data.as_str()),
     )
     .context(what)?;
-    let filled = std::fs::File::open(FILL_AT)
-        .context(|| format!("open {FILL_AT}"))
-        .and_then(|share| populate::fill(&from, &OwnedFd::from(share), &m.target));
-    let filled = match filled {
-        // Another box found the same new volume empty and is filling it
-        // from its image at this moment: its copy wins, this box goes on.
-        Err(InitError::Sys {
-            what,
-            errno: Errno::EEXIST,
-        }) => {
-            warning!(
-                "volume at {} is being filled by another box: {what}",
-                m.target
-            );
-            Ok(false)
-        }
-        other => other,
-    };
-    if let Err(e) = filled {
+    if let Err(e) = fill_and_seal(&from, m, flags) {
         let _ = nix::mount::umount2(FILL_AT, nix::mount::MntFlags::MNT_DETACH);
         return Err(e);
     }
@@ -270,6 +251,37 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
         None::<&str>,
     )
     .context(|| format!("move {FILL_AT} to {} in the box", m.target))
+}
+
+/// Fill the share mounted at [`FILL_AT`] from the image's directory `from`;
+/// seal it and make it read-only if `m` is. `flags`: the mount's own.
+fn fill_and_seal(from: &OwnedFd, m: &MountSpec, flags: MsFlags) -> Result<(), InitError> {
+    let share = OwnedFd::from(std::fs::File::open(FILL_AT).context(|| format!("open {FILL_AT}"))?);
+    match populate::fill(from, &share, &m.target) {
+        Ok(_) => {}
+        // Another box found the same new volume empty and is filling it
+        // from its image at this moment: its copy wins, this box goes on.
+        Err(InitError::Sys {
+            what,
+            errno: Errno::EEXIST,
+        }) => warning!(
+            "volume at {} is being filled by another box: {what}",
+            m.target
+        ),
+        Err(e) => return Err(e),
+    }
+    if !m.read_only {
+        return Ok(());
+    }
+    populate::seal(&share, &m.target)?;
+    mount(
+        None::<&str>,
+        FILL_AT,
+        None::<&str>,
+        flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context(|| format!("remount the volume at {} read-only", m.target))
 }
 
 /// Make the mount at `root` read-only (its submounts keep their own flags).

@@ -156,13 +156,20 @@ pub struct MountSpec {
     /// Fill the share from the image before it is mounted (a new volume,
     /// Docker's copy-up): what the box root holds at `target` is copied in
     /// with owners, modes and times, unless the share is not empty by then.
-    /// Ignored for read-only mounts and tmpfs.
+    /// Ignored for tmpfs. A read-only mount to fill is served writable
+    /// until guest-init seals it ([`SEAL_XATTR`]) after the copy, before
+    /// the workload starts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub populate: bool,
 }
 
 /// Name of the one entry of a single-file share's root (`a3s-box-fs --file`).
 pub const SHARED_FILE_NAME: &str = "file";
+
+/// Setting this extended attribute on a share served with
+/// `a3s-box-fs --seal-after-fill` makes the daemon refuse every write from
+/// then on; nothing can undo it. Other daemons store it as a plain xattr.
+pub const SEAL_XATTR: &str = "user.a3s-box.seal";
 
 /// The filesystem of a [`MountSpec`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

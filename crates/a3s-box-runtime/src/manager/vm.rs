@@ -220,7 +220,11 @@ pub async fn run_vm(
         .fs_mounts
         .iter()
         .enumerate()
-        .map(|(i, m)| (m.clone(), fs_socket(&spec, i)))
+        .map(|(i, m)| virtiofs::Share {
+            mount: m.clone(),
+            socket: fs_socket(&spec, i),
+            seal_after_fill: storage.seal_after_fill.contains(&m.tag),
+        })
         .collect();
     // Held until the VM is gone; the daemons die with it.
     let daemons = virtiofs::start(&shares, &dir.join("virtiofsd.log"))?;

@@ -25,6 +25,8 @@ pub struct VmStorage {
     pub fs_mounts: Vec<FsMount>,
     /// Mounts guest-init makes in the box, in order.
     pub mounts: Vec<MountSpec>,
+    /// Tags of read-only shares guest-init fills and then seals.
+    pub seal_after_fill: Vec<String>,
 }
 
 impl VmStorage {
@@ -77,7 +79,7 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
                 let dir = volumes
                     .ensure(name, *anonymous, Default::default())?
                     .mountpoint;
-                populate = !*nocopy && !m.read_only && is_empty_dir(&dir)?;
+                populate = !*nocopy && is_empty_dir(&dir)?;
                 dir
             }
             MountKind::Tmpfs {
@@ -102,6 +104,9 @@ pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStor
         };
         let tag = share_tag(out.fs_mounts.len());
         let file = host_path.is_file();
+        if populate && m.read_only {
+            out.seal_after_fill.push(tag.clone());
+        }
         out.fs_mounts.push(FsMount {
             tag: tag.clone(),
             host_path,
@@ -186,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn only_empty_writable_volumes_without_nocopy_are_filled() {
+    fn only_empty_volumes_without_nocopy_are_filled_read_only_ones_then_sealed() {
         let home = tempfile::tempdir().unwrap();
         let box_dir = tempfile::tempdir().unwrap();
         let volume = |name: &str, nocopy: bool, read_only: bool| Mount {
@@ -224,9 +229,13 @@ mod tests {
                 ("/new", true),
                 ("/full", false),
                 ("/nocopy", false),
-                ("/ro", false)
+                ("/ro", true)
             ]
         );
+        // The read-only one is served writable for the fill, then sealed.
+        let ro = &p.fs_mounts[3];
+        assert!(ro.read_only && p.mounts[3].read_only);
+        assert_eq!(p.seal_after_fill, std::slice::from_ref(&ro.tag));
         // Once filled (or written by a box), a volume is never filled again.
         std::fs::create_dir(home.root().join("volumes/new/_data/d")).unwrap();
         let p = plan(&home, box_dir.path(), &opts).unwrap();

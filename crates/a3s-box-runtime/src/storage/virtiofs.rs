@@ -123,12 +123,28 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| crate::sibling_binary(DAEMON))
 }
 
-/// Start a daemon for each `(share, socket)`, and wait until each listens.
-pub fn start(shares: &[(FsMount, PathBuf)], log: &Path) -> Result<Daemons, StorageError> {
+/// A share to serve.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub mount: FsMount,
+    /// The vhost-user socket QEMU connects to.
+    pub socket: PathBuf,
+    /// A read-only mount that guest-init fills first: served writable until
+    /// guest-init seals it (see `a3s-box-fs --seal-after-fill`).
+    pub seal_after_fill: bool,
+}
+
+/// Start a daemon for each share, and wait until each listens.
+pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
     let daemons = Daemons::default();
-    for (share, socket) in shares {
+    for Share {
+        mount: share,
+        socket,
+        seal_after_fill,
+    } in shares
+    {
         let _ = std::fs::remove_file(socket);
-        let mut child = spawn(share, socket, log)?;
+        let mut child = spawn(share, socket, *seal_after_fill, log)?;
         let deadline = Instant::now() + SOCKET_WAIT;
         while !socket.exists() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -152,7 +168,7 @@ pub fn start(shares: &[(FsMount, PathBuf)], log: &Path) -> Result<Daemons, Stora
     Ok(daemons)
 }
 
-fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageError> {
+fn spawn(share: &FsMount, socket: &Path, seal: bool, log: &Path) -> Result<Child, StorageError> {
     let log_file = File::options()
         .create(true)
         .append(true)
@@ -178,7 +194,9 @@ fn spawn(share: &FsMount, socket: &Path, log: &Path) -> Result<Child, StorageErr
     } else {
         cmd.arg("--shared-dir").arg(&share.host_path);
     }
-    if share.read_only {
+    if seal {
+        cmd.arg("--seal-after-fill");
+    } else if share.read_only {
         cmd.arg("--read-only");
     }
     cmd.stdin(Stdio::null())
@@ -208,10 +226,12 @@ mod tests {
             host_path: dir.path().into(),
             read_only: false,
         };
-        let err = start(
-            &[(share, dir.path().join("s.sock"))],
-            &dir.path().join("log"),
-        );
+        let share = Share {
+            mount: share,
+            socket: dir.path().join("s.sock"),
+            seal_after_fill: false,
+        };
+        let err = start(&[share], &dir.path().join("log"));
         std::env::remove_var(ENV_VIRTIOFSD);
         assert!(err.unwrap_err().to_string().contains("install a3s-box-fs"));
     }

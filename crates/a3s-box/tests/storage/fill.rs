@@ -98,6 +98,38 @@ fn a_new_volume_gets_the_image_content_once_and_keeps_the_box_changes() {
 }
 
 #[test]
+fn a_new_read_only_volume_is_filled_then_sealed_even_against_root() {
+    let b = TestHome::new();
+    let image = image_with_data();
+    // Root in the box lifts the mount's read-only flag, and mounts the share
+    // again read-write: the daemon still refuses every change.
+    let script = "cat /data/file; touch /data/file 2>/dev/null || echo ro; \
+                  mount -o remount,bind,rw /data && echo remounted; \
+                  echo x > /data/new || echo refused; rm /data/file || echo refused; \
+                  mkdir /m && mount -t virtiofs a3s-fs0 /m && echo mounted; \
+                  chmod 777 /m/sub || echo refused; mv /m/file /m/f2 || echo refused";
+    let o = run_on(
+        &b,
+        image.path(),
+        &["-v", "rov:/data:ro"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(
+        ok(&o),
+        "image\nro\nremounted\nrefused\nrefused\nmounted\nrefused\nrefused\n"
+    );
+    let data = b.home.path().join("volumes/rov/_data");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["file", "link", "sub"], "filled, nothing else");
+    let m = std::fs::metadata(data.join("sub")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o700);
+}
+
+#[test]
 fn nocopy_and_non_empty_volumes_are_not_filled() {
     let b = TestHome::new();
     let image = image_with_data();

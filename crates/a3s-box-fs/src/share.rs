@@ -1,14 +1,18 @@
-//! A passthrough filesystem whose files skip `FLUSH` on close.
+//! The filesystem a3s-box-fs serves: the passthrough filesystem with two
+//! changes.
 //!
-//! Without a writeback cache every guest `write` already reached the host
-//! file before `close` returns, and the daemon keeps no POSIX locks of the
-//! guest (they stay guest-local), so the `FLUSH` the kernel sends on every
-//! `close(2)` of a shared file only costs a round trip. Under TCG a round
-//! trip is the price of a small-file operation: busybox's `echo x > f` closes
-//! its file twice (the redirection's `dup2` and the restore), and with
-//! `FOPEN_NOFLUSH` on every open and create those two synchronous requests
-//! go away. Data reaches the host file at `write`, as before; `fsync` still
-//! syncs it; the open file is closed at `RELEASE`.
+//! **Files skip `FLUSH` on close.** Without a writeback cache every guest
+//! `write` already reached the host file before `close` returns, and the
+//! daemon keeps no POSIX locks of the guest (they stay guest-local), so the
+//! `FLUSH` the kernel sends on every `close(2)` of a shared file only costs a
+//! round trip. Under TCG a round trip is the price of a small-file operation:
+//! busybox's `echo x > f` closes its file twice (the redirection's `dup2` and
+//! the restore), and with `FOPEN_NOFLUSH` on every open and create those two
+//! synchronous requests go away. Data reaches the host file at `write`, as
+//! before; `fsync` still syncs it; the open file is closed at `RELEASE`.
+//!
+//! **A share can be sealed** ([`Seal`]): every operation that could change
+//! it is refused from then on.
 //!
 //! Everything else is passed through unchanged. Every method of the trait is
 //! forwarded explicitly: a method left out would silently answer `ENOSYS`.
@@ -26,33 +30,59 @@ use virtiofsd::filesystem::{
 };
 use virtiofsd::fuse;
 
-/// `F`, with `FOPEN_NOFLUSH` added to every file it opens or creates.
-#[derive(Debug)]
-pub struct NoFlush<F>(pub F);
+use crate::seal::Seal;
 
-impl<F: FileSystem> FileSystem for NoFlush<F> {
+/// `F`, with `FOPEN_NOFLUSH` added to every file it opens or creates, and
+/// read-only once sealed (if it can be).
+#[derive(Debug)]
+pub struct Share<F> {
+    fs: F,
+    seal: Option<Seal>,
+}
+
+impl<F> Share<F> {
+    /// Serve `fs`; `sealable`: it turns read-only on the guest's seal request.
+    pub fn new(fs: F, sealable: bool) -> Self {
+        Share {
+            fs,
+            seal: sealable.then(Seal::default),
+        }
+    }
+
+    /// `EROFS` if the share is sealed.
+    fn writable(&self) -> io::Result<()> {
+        self.seal.as_ref().map_or(Ok(()), Seal::writable)
+    }
+
+    /// Whether an open with `flags` may go on.
+    fn check_open(&self, flags: u32) -> io::Result<()> {
+        self.seal.as_ref().map_or(Ok(()), |s| s.open(flags))
+    }
+}
+
+impl<F: FileSystem> FileSystem for Share<F> {
     type Inode = F::Inode;
     type Handle = F::Handle;
     type DirIter = F::DirIter;
 
     fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
-        self.0.init(capable)
+        self.fs.init(capable)
     }
 
     fn destroy(&self) {
-        self.0.destroy()
+        self.fs.destroy()
     }
 
     fn lookup(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<Entry> {
-        self.0.lookup(ctx, parent, name)
+        self.fs.lookup(ctx, parent, name)
     }
 
     fn forget(&self, ctx: Context, inode: F::Inode, count: u64) {
-        self.0.forget(ctx, inode, count)
+        self.fs.forget(ctx, inode, count)
     }
 
     fn batch_forget(&self, ctx: Context, requests: Vec<(F::Inode, u64)>) {
-        self.0.batch_forget(ctx, requests)
+        self.fs.batch_forget(ctx, requests)
     }
 
     fn getattr(
@@ -61,7 +91,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         inode: F::Inode,
         handle: Option<F::Handle>,
     ) -> io::Result<(fuse::Attr, Duration)> {
-        self.0.getattr(ctx, inode, handle)
+        self.fs.getattr(ctx, inode, handle)
     }
 
     fn setattr(
@@ -72,11 +102,12 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         handle: Option<F::Handle>,
         valid: SetattrValid,
     ) -> io::Result<(fuse::Attr, Duration)> {
-        self.0.setattr(ctx, inode, attr, handle, valid)
+        self.writable()?;
+        self.fs.setattr(ctx, inode, attr, handle, valid)
     }
 
     fn readlink(&self, ctx: Context, inode: F::Inode) -> io::Result<Vec<u8>> {
-        self.0.readlink(ctx, inode)
+        self.fs.readlink(ctx, inode)
     }
 
     fn symlink(
@@ -87,7 +118,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         name: &CStr,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        self.0.symlink(ctx, linkname, parent, name, extensions)
+        self.writable()?;
+        self.fs.symlink(ctx, linkname, parent, name, extensions)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -101,7 +133,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        self.0
+        self.writable()?;
+        self.fs
             .mknod(ctx, inode, name, mode, rdev, umask, extensions)
     }
 
@@ -114,15 +147,18 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        self.0.mkdir(ctx, parent, name, mode, umask, extensions)
+        self.writable()?;
+        self.fs.mkdir(ctx, parent, name, mode, umask, extensions)
     }
 
     fn unlink(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()> {
-        self.0.unlink(ctx, parent, name)
+        self.writable()?;
+        self.fs.unlink(ctx, parent, name)
     }
 
     fn rmdir(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()> {
-        self.0.rmdir(ctx, parent, name)
+        self.writable()?;
+        self.fs.rmdir(ctx, parent, name)
     }
 
     fn rename(
@@ -134,7 +170,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         newname: &CStr,
         flags: u32,
     ) -> io::Result<()> {
-        self.0.rename(ctx, olddir, oldname, newdir, newname, flags)
+        self.writable()?;
+        self.fs.rename(ctx, olddir, oldname, newdir, newname, flags)
     }
 
     fn link(
@@ -144,7 +181,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         newparent: F::Inode,
         newname: &CStr,
     ) -> io::Result<Entry> {
-        self.0.link(ctx, inode, newparent, newname)
+        self.writable()?;
+        self.fs.link(ctx, inode, newparent, newname)
     }
 
     fn open(
@@ -154,7 +192,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         kill_priv: bool,
         flags: u32,
     ) -> io::Result<(Option<F::Handle>, OpenOptions)> {
-        let (handle, options) = self.0.open(ctx, inode, kill_priv, flags)?;
+        self.check_open(flags)?;
+        let (handle, options) = self.fs.open(ctx, inode, kill_priv, flags)?;
         Ok((handle, options | OpenOptions::NOFLUSH))
     }
 
@@ -170,8 +209,9 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<(Entry, Option<F::Handle>, OpenOptions)> {
+        self.writable()?;
         let (entry, handle, options) = self
-            .0
+            .fs
             .create(ctx, parent, name, mode, kill_priv, flags, umask, extensions)?;
         Ok((entry, handle, options | OpenOptions::NOFLUSH))
     }
@@ -188,7 +228,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
-        self.0
+        self.fs
             .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
     }
 
@@ -206,7 +246,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         kill_priv: bool,
         flags: u32,
     ) -> io::Result<usize> {
-        self.0.write(
+        self.writable()?;
+        self.fs.write(
             ctx,
             inode,
             handle,
@@ -229,7 +270,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
     ) -> io::Result<()> {
         // Still answered for a file opened before this daemon (migration)
         // or by a kernel that ignores FOPEN_NOFLUSH.
-        self.0.flush(ctx, inode, handle, lock_owner)
+        self.fs.flush(ctx, inode, handle, lock_owner)
     }
 
     fn fsync(
@@ -239,7 +280,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         datasync: bool,
         handle: F::Handle,
     ) -> io::Result<()> {
-        self.0.fsync(ctx, inode, datasync, handle)
+        self.fs.fsync(ctx, inode, datasync, handle)
     }
 
     fn fallocate(
@@ -251,7 +292,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
-        self.0.fallocate(ctx, inode, handle, mode, offset, length)
+        self.writable()?;
+        self.fs.fallocate(ctx, inode, handle, mode, offset, length)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -265,12 +307,12 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         flock_release: bool,
         lock_owner: Option<u64>,
     ) -> io::Result<()> {
-        self.0
+        self.fs
             .release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
     }
 
     fn statfs(&self, ctx: Context, inode: F::Inode) -> io::Result<libc::statvfs64> {
-        self.0.statfs(ctx, inode)
+        self.fs.statfs(ctx, inode)
     }
 
     fn setxattr(
@@ -282,7 +324,14 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         flags: u32,
         extra_flags: SetxattrFlags,
     ) -> io::Result<()> {
-        self.0.setxattr(ctx, inode, name, value, flags, extra_flags)
+        if let Some(seal) = &self.seal {
+            if seal.request(name) {
+                return Ok(());
+            }
+        }
+        self.writable()?;
+        self.fs
+            .setxattr(ctx, inode, name, value, flags, extra_flags)
     }
 
     fn getxattr(
@@ -292,15 +341,16 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         name: &CStr,
         size: u32,
     ) -> io::Result<GetxattrReply> {
-        self.0.getxattr(ctx, inode, name, size)
+        self.fs.getxattr(ctx, inode, name, size)
     }
 
     fn listxattr(&self, ctx: Context, inode: F::Inode, size: u32) -> io::Result<ListxattrReply> {
-        self.0.listxattr(ctx, inode, size)
+        self.fs.listxattr(ctx, inode, size)
     }
 
     fn removexattr(&self, ctx: Context, inode: F::Inode, name: &CStr) -> io::Result<()> {
-        self.0.removexattr(ctx, inode, name)
+        self.writable()?;
+        self.fs.removexattr(ctx, inode, name)
     }
 
     fn opendir(
@@ -309,7 +359,8 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         inode: F::Inode,
         flags: u32,
     ) -> io::Result<(Option<F::Handle>, OpenOptions)> {
-        self.0.opendir(ctx, inode, flags)
+        self.check_open(flags)?;
+        self.fs.opendir(ctx, inode, flags)
     }
 
     fn readdir(
@@ -320,7 +371,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         size: u32,
         offset: u64,
     ) -> io::Result<F::DirIter> {
-        self.0.readdir(ctx, inode, handle, size, offset)
+        self.fs.readdir(ctx, inode, handle, size, offset)
     }
 
     fn fsyncdir(
@@ -330,7 +381,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         datasync: bool,
         handle: F::Handle,
     ) -> io::Result<()> {
-        self.0.fsyncdir(ctx, inode, datasync, handle)
+        self.fs.fsyncdir(ctx, inode, datasync, handle)
     }
 
     fn releasedir(
@@ -340,11 +391,14 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         flags: u32,
         handle: F::Handle,
     ) -> io::Result<()> {
-        self.0.releasedir(ctx, inode, flags, handle)
+        self.fs.releasedir(ctx, inode, flags, handle)
     }
 
     fn access(&self, ctx: Context, inode: F::Inode, mask: u32) -> io::Result<()> {
-        self.0.access(ctx, inode, mask)
+        if let Some(seal) = &self.seal {
+            seal.access(mask)?;
+        }
+        self.fs.access(ctx, inode, mask)
     }
 
     fn lseek(
@@ -355,7 +409,7 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         offset: u64,
         whence: u32,
     ) -> io::Result<u64> {
-        self.0.lseek(ctx, inode, handle, offset, whence)
+        self.fs.lseek(ctx, inode, handle, offset, whence)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -371,59 +425,61 @@ impl<F: FileSystem> FileSystem for NoFlush<F> {
         len: u64,
         flags: u64,
     ) -> io::Result<usize> {
-        self.0.copyfilerange(
+        self.writable()?;
+        self.fs.copyfilerange(
             ctx, inode_in, handle_in, offset_in, inode_out, handle_out, offset_out, len, flags,
         )
     }
 
     fn syncfs(&self, ctx: Context, inode: F::Inode) -> io::Result<()> {
-        self.0.syncfs(ctx, inode)
+        self.fs.syncfs(ctx, inode)
     }
 
     fn getlk(&self) -> io::Result<()> {
-        self.0.getlk()
+        self.fs.getlk()
     }
 
     fn setlk(&self) -> io::Result<()> {
-        self.0.setlk()
+        self.fs.setlk()
     }
 
     fn setlkw(&self) -> io::Result<()> {
-        self.0.setlkw()
+        self.fs.setlkw()
     }
 
     fn ioctl(&self) -> io::Result<()> {
-        self.0.ioctl()
+        self.fs.ioctl()
     }
 
     fn bmap(&self) -> io::Result<()> {
-        self.0.bmap()
+        self.fs.bmap()
     }
 
     fn poll(&self) -> io::Result<()> {
-        self.0.poll()
+        self.fs.poll()
     }
 
     fn notify_reply(&self) -> io::Result<()> {
-        self.0.notify_reply()
+        self.fs.notify_reply()
     }
 
     fn tmpfile(&self) -> io::Result<(Entry, Option<F::Handle>, OpenOptions)> {
-        let (entry, handle, options) = self.0.tmpfile()?;
+        self.writable()?;
+        let (entry, handle, options) = self.fs.tmpfile()?;
         Ok((entry, handle, options | OpenOptions::NOFLUSH))
     }
 }
 
-impl<F: SerializableFileSystem> SerializableFileSystem for NoFlush<F> {
+impl<F: SerializableFileSystem> SerializableFileSystem for Share<F> {
     fn prepare_serialization(&self, cancel: Arc<AtomicBool>) {
-        self.0.prepare_serialization(cancel)
+        self.fs.prepare_serialization(cancel)
     }
 
     fn serialize(&self, state_pipe: File) -> io::Result<()> {
-        self.0.serialize(state_pipe)
+        self.fs.serialize(state_pipe)
     }
 
     fn deserialize_and_apply(&self, state_pipe: File) -> io::Result<()> {
-        self.0.deserialize_and_apply(state_pipe)
+        self.fs.deserialize_and_apply(state_pipe)
     }
 }
