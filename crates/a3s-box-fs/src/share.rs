@@ -15,7 +15,8 @@
 //! it is refused from then on.
 //!
 //! Everything else is passed through unchanged. Every method of the trait is
-//! forwarded explicitly: a method left out would silently answer `ENOSYS`.
+//! forwarded explicitly (most through `forward!`): a method left out would
+//! silently answer `ENOSYS`.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -60,129 +61,88 @@ impl<F> Share<F> {
     }
 }
 
+/// Methods that go straight to `self.fs`; `[guarded]` ones first check that
+/// the share is not sealed.
+macro_rules! forward {
+    ($( $([$guard:ident])? fn $name:ident(&self $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)?; )*) => {
+        $(
+            #[allow(clippy::too_many_arguments)]
+            fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                $(forward!(@$guard self);)?
+                self.fs.$name($($arg),*)
+            }
+        )*
+    };
+    (@guarded $self:ident) => {
+        $self.writable()?
+    };
+}
+
 impl<F: FileSystem> FileSystem for Share<F> {
     type Inode = F::Inode;
     type Handle = F::Handle;
     type DirIter = F::DirIter;
 
-    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
-        self.fs.init(capable)
-    }
+    forward! {
+        fn init(&self, capable: FsOptions) -> io::Result<FsOptions>;
+        fn destroy(&self);
+        fn lookup(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<Entry>;
+        fn forget(&self, ctx: Context, inode: F::Inode, count: u64);
+        fn batch_forget(&self, ctx: Context, requests: Vec<(F::Inode, u64)>);
+        fn getattr(&self, ctx: Context, inode: F::Inode, handle: Option<F::Handle>)
+            -> io::Result<(fuse::Attr, Duration)>;
+        fn readlink(&self, ctx: Context, inode: F::Inode) -> io::Result<Vec<u8>>;
+        // Still answered for a file opened before this daemon (migration)
+        // or by a kernel that ignores FOPEN_NOFLUSH.
+        fn flush(&self, ctx: Context, inode: F::Inode, handle: F::Handle, lock_owner: u64)
+            -> io::Result<()>;
+        fn fsync(&self, ctx: Context, inode: F::Inode, datasync: bool, handle: F::Handle)
+            -> io::Result<()>;
+        fn release(&self, ctx: Context, inode: F::Inode, flags: u32, handle: F::Handle,
+            flush: bool, flock_release: bool, lock_owner: Option<u64>) -> io::Result<()>;
+        fn statfs(&self, ctx: Context, inode: F::Inode) -> io::Result<libc::statvfs64>;
+        fn getxattr(&self, ctx: Context, inode: F::Inode, name: &CStr, size: u32)
+            -> io::Result<GetxattrReply>;
+        fn listxattr(&self, ctx: Context, inode: F::Inode, size: u32)
+            -> io::Result<ListxattrReply>;
+        fn readdir(&self, ctx: Context, inode: F::Inode, handle: F::Handle, size: u32,
+            offset: u64) -> io::Result<F::DirIter>;
+        fn fsyncdir(&self, ctx: Context, inode: F::Inode, datasync: bool, handle: F::Handle)
+            -> io::Result<()>;
+        fn releasedir(&self, ctx: Context, inode: F::Inode, flags: u32, handle: F::Handle)
+            -> io::Result<()>;
+        fn lseek(&self, ctx: Context, inode: F::Inode, handle: F::Handle, offset: u64,
+            whence: u32) -> io::Result<u64>;
+        fn syncfs(&self, ctx: Context, inode: F::Inode) -> io::Result<()>;
+        fn getlk(&self) -> io::Result<()>;
+        fn setlk(&self) -> io::Result<()>;
+        fn setlkw(&self) -> io::Result<()>;
+        fn ioctl(&self) -> io::Result<()>;
+        fn bmap(&self) -> io::Result<()>;
+        fn poll(&self) -> io::Result<()>;
+        fn notify_reply(&self) -> io::Result<()>;
 
-    fn destroy(&self) {
-        self.fs.destroy()
-    }
-
-    fn lookup(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<Entry> {
-        self.fs.lookup(ctx, parent, name)
-    }
-
-    fn forget(&self, ctx: Context, inode: F::Inode, count: u64) {
-        self.fs.forget(ctx, inode, count)
-    }
-
-    fn batch_forget(&self, ctx: Context, requests: Vec<(F::Inode, u64)>) {
-        self.fs.batch_forget(ctx, requests)
-    }
-
-    fn getattr(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        handle: Option<F::Handle>,
-    ) -> io::Result<(fuse::Attr, Duration)> {
-        self.fs.getattr(ctx, inode, handle)
-    }
-
-    fn setattr(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        attr: fuse::SetattrIn,
-        handle: Option<F::Handle>,
-        valid: SetattrValid,
-    ) -> io::Result<(fuse::Attr, Duration)> {
-        self.writable()?;
-        self.fs.setattr(ctx, inode, attr, handle, valid)
-    }
-
-    fn readlink(&self, ctx: Context, inode: F::Inode) -> io::Result<Vec<u8>> {
-        self.fs.readlink(ctx, inode)
-    }
-
-    fn symlink(
-        &self,
-        ctx: Context,
-        linkname: &CStr,
-        parent: F::Inode,
-        name: &CStr,
-        extensions: Extensions,
-    ) -> io::Result<Entry> {
-        self.writable()?;
-        self.fs.symlink(ctx, linkname, parent, name, extensions)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn mknod(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        name: &CStr,
-        mode: u32,
-        rdev: u32,
-        umask: u32,
-        extensions: Extensions,
-    ) -> io::Result<Entry> {
-        self.writable()?;
-        self.fs
-            .mknod(ctx, inode, name, mode, rdev, umask, extensions)
-    }
-
-    fn mkdir(
-        &self,
-        ctx: Context,
-        parent: F::Inode,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        extensions: Extensions,
-    ) -> io::Result<Entry> {
-        self.writable()?;
-        self.fs.mkdir(ctx, parent, name, mode, umask, extensions)
-    }
-
-    fn unlink(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()> {
-        self.writable()?;
-        self.fs.unlink(ctx, parent, name)
-    }
-
-    fn rmdir(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()> {
-        self.writable()?;
-        self.fs.rmdir(ctx, parent, name)
-    }
-
-    fn rename(
-        &self,
-        ctx: Context,
-        olddir: F::Inode,
-        oldname: &CStr,
-        newdir: F::Inode,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
-        self.writable()?;
-        self.fs.rename(ctx, olddir, oldname, newdir, newname, flags)
-    }
-
-    fn link(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        newparent: F::Inode,
-        newname: &CStr,
-    ) -> io::Result<Entry> {
-        self.writable()?;
-        self.fs.link(ctx, inode, newparent, newname)
+        [guarded] fn setattr(&self, ctx: Context, inode: F::Inode, attr: fuse::SetattrIn,
+            handle: Option<F::Handle>, valid: SetattrValid) -> io::Result<(fuse::Attr, Duration)>;
+        [guarded] fn symlink(&self, ctx: Context, linkname: &CStr, parent: F::Inode, name: &CStr,
+            extensions: Extensions) -> io::Result<Entry>;
+        [guarded] fn mknod(&self, ctx: Context, inode: F::Inode, name: &CStr, mode: u32,
+            rdev: u32, umask: u32, extensions: Extensions) -> io::Result<Entry>;
+        [guarded] fn mkdir(&self, ctx: Context, parent: F::Inode, name: &CStr, mode: u32,
+            umask: u32, extensions: Extensions) -> io::Result<Entry>;
+        [guarded] fn unlink(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()>;
+        [guarded] fn rmdir(&self, ctx: Context, parent: F::Inode, name: &CStr) -> io::Result<()>;
+        [guarded] fn rename(&self, ctx: Context, olddir: F::Inode, oldname: &CStr,
+            newdir: F::Inode, newname: &CStr, flags: u32) -> io::Result<()>;
+        [guarded] fn link(&self, ctx: Context, inode: F::Inode, newparent: F::Inode,
+            newname: &CStr) -> io::Result<Entry>;
+        [guarded] fn fallocate(&self, ctx: Context, inode: F::Inode, handle: F::Handle,
+            mode: u32, offset: u64, length: u64) -> io::Result<()>;
+        [guarded] fn removexattr(&self, ctx: Context, inode: F::Inode, name: &CStr)
+            -> io::Result<()>;
+        [guarded] fn copyfilerange(&self, ctx: Context, inode_in: F::Inode,
+            handle_in: F::Handle, offset_in: u64, inode_out: F::Inode, handle_out: F::Handle,
+            offset_out: u64, len: u64, flags: u64) -> io::Result<usize>;
     }
 
     fn open(
@@ -213,6 +173,12 @@ impl<F: FileSystem> FileSystem for Share<F> {
         let (entry, handle, options) = self
             .fs
             .create(ctx, parent, name, mode, kill_priv, flags, umask, extensions)?;
+        Ok((entry, handle, options | OpenOptions::NOFLUSH))
+    }
+
+    fn tmpfile(&self) -> io::Result<(Entry, Option<F::Handle>, OpenOptions)> {
+        self.writable()?;
+        let (entry, handle, options) = self.fs.tmpfile()?;
         Ok((entry, handle, options | OpenOptions::NOFLUSH))
     }
 
@@ -261,60 +227,6 @@ impl<F: FileSystem> FileSystem for Share<F> {
         )
     }
 
-    fn flush(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        handle: F::Handle,
-        lock_owner: u64,
-    ) -> io::Result<()> {
-        // Still answered for a file opened before this daemon (migration)
-        // or by a kernel that ignores FOPEN_NOFLUSH.
-        self.fs.flush(ctx, inode, handle, lock_owner)
-    }
-
-    fn fsync(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        datasync: bool,
-        handle: F::Handle,
-    ) -> io::Result<()> {
-        self.fs.fsync(ctx, inode, datasync, handle)
-    }
-
-    fn fallocate(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        handle: F::Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
-        self.writable()?;
-        self.fs.fallocate(ctx, inode, handle, mode, offset, length)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn release(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        flags: u32,
-        handle: F::Handle,
-        flush: bool,
-        flock_release: bool,
-        lock_owner: Option<u64>,
-    ) -> io::Result<()> {
-        self.fs
-            .release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
-    }
-
-    fn statfs(&self, ctx: Context, inode: F::Inode) -> io::Result<libc::statvfs64> {
-        self.fs.statfs(ctx, inode)
-    }
-
     fn setxattr(
         &self,
         ctx: Context,
@@ -334,25 +246,6 @@ impl<F: FileSystem> FileSystem for Share<F> {
             .setxattr(ctx, inode, name, value, flags, extra_flags)
     }
 
-    fn getxattr(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        name: &CStr,
-        size: u32,
-    ) -> io::Result<GetxattrReply> {
-        self.fs.getxattr(ctx, inode, name, size)
-    }
-
-    fn listxattr(&self, ctx: Context, inode: F::Inode, size: u32) -> io::Result<ListxattrReply> {
-        self.fs.listxattr(ctx, inode, size)
-    }
-
-    fn removexattr(&self, ctx: Context, inode: F::Inode, name: &CStr) -> io::Result<()> {
-        self.writable()?;
-        self.fs.removexattr(ctx, inode, name)
-    }
-
     fn opendir(
         &self,
         ctx: Context,
@@ -363,110 +256,11 @@ impl<F: FileSystem> FileSystem for Share<F> {
         self.fs.opendir(ctx, inode, flags)
     }
 
-    fn readdir(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        handle: F::Handle,
-        size: u32,
-        offset: u64,
-    ) -> io::Result<F::DirIter> {
-        self.fs.readdir(ctx, inode, handle, size, offset)
-    }
-
-    fn fsyncdir(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        datasync: bool,
-        handle: F::Handle,
-    ) -> io::Result<()> {
-        self.fs.fsyncdir(ctx, inode, datasync, handle)
-    }
-
-    fn releasedir(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        flags: u32,
-        handle: F::Handle,
-    ) -> io::Result<()> {
-        self.fs.releasedir(ctx, inode, flags, handle)
-    }
-
     fn access(&self, ctx: Context, inode: F::Inode, mask: u32) -> io::Result<()> {
         if let Some(seal) = &self.seal {
             seal.access(mask)?;
         }
         self.fs.access(ctx, inode, mask)
-    }
-
-    fn lseek(
-        &self,
-        ctx: Context,
-        inode: F::Inode,
-        handle: F::Handle,
-        offset: u64,
-        whence: u32,
-    ) -> io::Result<u64> {
-        self.fs.lseek(ctx, inode, handle, offset, whence)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn copyfilerange(
-        &self,
-        ctx: Context,
-        inode_in: F::Inode,
-        handle_in: F::Handle,
-        offset_in: u64,
-        inode_out: F::Inode,
-        handle_out: F::Handle,
-        offset_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
-        self.writable()?;
-        self.fs.copyfilerange(
-            ctx, inode_in, handle_in, offset_in, inode_out, handle_out, offset_out, len, flags,
-        )
-    }
-
-    fn syncfs(&self, ctx: Context, inode: F::Inode) -> io::Result<()> {
-        self.fs.syncfs(ctx, inode)
-    }
-
-    fn getlk(&self) -> io::Result<()> {
-        self.fs.getlk()
-    }
-
-    fn setlk(&self) -> io::Result<()> {
-        self.fs.setlk()
-    }
-
-    fn setlkw(&self) -> io::Result<()> {
-        self.fs.setlkw()
-    }
-
-    fn ioctl(&self) -> io::Result<()> {
-        self.fs.ioctl()
-    }
-
-    fn bmap(&self) -> io::Result<()> {
-        self.fs.bmap()
-    }
-
-    fn poll(&self) -> io::Result<()> {
-        self.fs.poll()
-    }
-
-    fn notify_reply(&self) -> io::Result<()> {
-        self.fs.notify_reply()
-    }
-
-    fn tmpfile(&self) -> io::Result<(Entry, Option<F::Handle>, OpenOptions)> {
-        self.writable()?;
-        let (entry, handle, options) = self.fs.tmpfile()?;
-        Ok((entry, handle, options | OpenOptions::NOFLUSH))
     }
 }
 
