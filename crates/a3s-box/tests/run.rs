@@ -179,6 +179,14 @@ fn a_named_rm_box_returns_its_last_output_and_code_then_is_gone() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert_eq!(stdout(&o), "5\n");
     b.assert_no_boxes_left();
+    // So does `attach`, with the output that follows.
+    b.run_detached(
+        &["--rm", "--name", "a"],
+        &["sh", "-c", "sleep 3; echo bye; exit 4"],
+    );
+    let o = b.cli(&["attach", "--no-stdin", "a"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "bye\n");
 }
 
 #[test]

@@ -372,9 +372,17 @@ impl BoxManager {
     /// the client has read the exit code and the output. Take it before
     /// starting the box.
     pub fn hold_end(&self, record: &BoxRecord) -> Result<Option<Hold>> {
-        match record.config.auto_remove {
-            true => crate::state::hold(&record.dir).map(Some),
-            false => Ok(None),
+        if !record.config.auto_remove {
+            return Ok(None);
+        }
+        match crate::state::hold(&record.dir) {
+            Ok(hold) => Ok(Some(hold)),
+            // Removed since it was looked up.
+            Err(_) if !record.dir.exists() => Err(BoxError::Config(format!(
+                "no such box: {}",
+                record.config.name
+            ))),
+            Err(e) => Err(e),
         }
     }
 

@@ -98,6 +98,8 @@ pub async fn attach(args: AttachArgs) -> Result<u8> {
     let record = manager.store().get(&args.target)?;
     let options = &record.config.options;
     let stdin = options.stdin && !args.no_stdin;
+    // An `--rm` box would take its exit code with it: hold it meanwhile.
+    let _hold = manager.hold_end(&record)?;
     attach_to(&manager, &record, stdin, options.tty, false).await
 }
 
