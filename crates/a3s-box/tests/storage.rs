@@ -66,13 +66,18 @@ fn changes_persist_across_start_and_restart_and_rm_removes_them() {
         &[
             "sh",
             "-c",
-            "echo $$ >> /pids; sync; echo written > /late; sleep 600",
+            // /late is written once, after the sync: only a clean power-off
+            // keeps it. (Rewriting it on every start would race the exec below.)
+            "echo $$ >> /pids; sync; [ -e /late ] || echo written > /late; sleep 600",
         ],
     );
     b.wait_for(&id, 60, |v| v["State"]["Status"] == "running");
     std::thread::sleep(std::time::Duration::from_millis(500));
     ok(&b.cli(&["restart", "-t", "1", "svc"]));
-    let out = ok(&b.cli(&["exec", "svc", "sh", "-c", "wc -l < /pids; cat /late"]));
+    let show =
+        "i=0; until [ $(wc -l < /pids) -ge 2 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; \
+                wc -l < /pids; cat /late";
+    let out = ok(&b.cli(&["exec", "svc", "sh", "-c", show]));
     assert_eq!(out, "2\nwritten\n");
     let dir = b.home.path().join("boxes").join(&id[..12]);
     assert!(dir.join("rw.img").is_file());
