@@ -11,7 +11,7 @@
 # Reports median seconds and ratios to the limit. Targets: root <= 1.3x,
 # bind <= 5x for small files and <= 1.5x for the 100 MiB read.
 #
-# usage: bench/storage.sh [ROUNDS]     (needs `make setup`)
+# usage: bench/storage.sh [ROUNDS]     (default 15; needs `make setup`)
 # env:   CPUS (default 2), MEMORY_MIB (default 512), A3S_BOX_BIN (default
 #        target/release/a3s-box), A3S_BOX_VIRTIOFSD (the share's daemon;
 #        bench/virtiofsd-c runs QEMU's C virtiofsd instead of a3s-box-fs),
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds="${1:-5}"
+rounds="${1:-15}"
 if [[ -n "${A3S_BOX_VIRTIOFSD:-}" ]]; then
     A3S_BOX_VIRTIOFSD="$(realpath "$A3S_BOX_VIRTIOFSD")"
     export A3S_BOX_VIRTIOFSD
