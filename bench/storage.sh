@@ -47,7 +47,8 @@ mkdir -p "$work/bind" "$work/disk-src"
 # is the host's state, not virtio-fs. BIND_ON_HOST_FS=1 keeps it on $TMPDIR.
 if [[ "${BIND_ON_HOST_FS:-0}" != 1 ]]; then
     mkfs.ext4 -q -F "$work/bind.img" 1G >/dev/null
-    mount -o loop "$work/bind.img" "$work/bind"
+    mount -o loop "$work/bind.img" "$work/bind" || echo "storage.sh: cannot loop-mount" \
+        "a fresh ext4 (needs root); the bind directory stays on $work's filesystem" >&2
 fi
 cp "$work/big" "$work/bind/big"
 cp "$work/big" "$work/disk-src/big"
