@@ -187,6 +187,22 @@ fn a_named_rm_box_returns_its_last_output_and_code_then_is_gone() {
     let o = b.cli(&["attach", "--no-stdin", "a"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert_eq!(stdout(&o), "bye\n");
+    // And `start -a` of a box made by `create --rm`.
+    let o = b
+        .cmd()
+        .args([
+            "create", "--rm", "--name", "c", "--cpus", "1", "--memory", "128m",
+        ])
+        .arg("--rootfs")
+        .arg(common::rootfs())
+        .args(["--", "sh", "-c", "echo end; exit 6"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = b.cli(&["start", "-a", "c"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "end\n");
+    b.assert_no_boxes_left();
 }
 
 #[test]
