@@ -88,8 +88,6 @@ fn run(args: Args) -> Result<(), String> {
             args.shared_dir.display()
         ));
     }
-    view::prepare(&args.shared_dir, args.file.as_deref(), args.read_only)
-        .map_err(|e| e.to_string())?;
     let shared_dir = args
         .shared_dir
         .to_str()
@@ -100,6 +98,10 @@ fn run(args: Args) -> Result<(), String> {
         .to_str()
         .ok_or_else(|| format!("{}: not a UTF-8 path", args.socket_path.display()))?;
     let listener = Listener::new(socket, true).map_err(|e| format!("listen on {socket}: {e}"))?;
+    // After the socket exists: a read-only share may hold the socket's own
+    // directory (`-v /:/host:ro`, or a home under a shared directory).
+    view::prepare(&args.shared_dir, args.file.as_deref(), args.read_only)
+        .map_err(|e| e.to_string())?;
     // As many descriptors as we may have (one per inode the guest holds).
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_err(|e| format!("read the open-file limit: {e}"))?;

@@ -58,6 +58,44 @@ fn bind_mounts_share_both_ways_with_owners_and_read_only_is_enforced() {
     );
 }
 
+/// A read-only bind of a directory that holds a3s-box's own home (as
+/// `-v /:/host:ro` does): the share's daemon makes its socket there first.
+#[test]
+fn a_read_only_bind_may_hold_the_box_home() {
+    let b = TestHome::new();
+    let above = b
+        .home
+        .path()
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let name = b
+        .home
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = b
+        .cmd()
+        .args(["run", "--rm", "--cpus", "1", "--memory", "128m"])
+        .args(["-v", &format!("{above}:/up:ro"), "--rootfs"])
+        .arg(rootfs())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("ls -d /up/{name}; touch /up/x || echo refused"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), format!("/up/{name}\nrefused\n"));
+    assert!(!b.home.path().parent().unwrap().join("x").exists());
+}
+
 #[test]
 fn a_single_host_file_is_shared_without_its_directory() {
     let b = TestHome::new();
