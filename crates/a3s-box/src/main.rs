@@ -104,8 +104,7 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
 
 /// One line with the cause chain; the VM console tail after it when we have one.
 fn report(err: &anyhow::Error) {
-    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    eprintln!("a3s-box: {}", chain.join(": "));
+    eprintln!("a3s-box: {}", one_line(err));
     for cause in err.chain() {
         if let Some(a3s_box_core::BoxError::Vmm {
             console_tail: Some(tail),
@@ -114,5 +113,37 @@ fn report(err: &anyhow::Error) {
         {
             eprintln!("--- VM console (last lines) ---\n{tail}");
         }
+    }
+}
+
+/// The messages of `err`'s chain joined by `: `, each said once: many of
+/// our errors already end with their cause.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if line.ends_with(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let err =
+            anyhow::Error::from(a3s_box_core::BoxError::io("bind source /x", io)).context("run");
+        assert_eq!(
+            one_line(&err),
+            "run: bind source /x: No such file or directory (os error 2)"
+        );
     }
 }
