@@ -104,16 +104,32 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
 
 /// One line with the cause chain; the VM console tail after it when we have one.
 fn report(err: &anyhow::Error) {
-    eprintln!("a3s-box: {}", one_line(err));
+    let line = one_line(err);
+    eprintln!("a3s-box: {line}");
     for cause in err.chain() {
         if let Some(a3s_box_core::BoxError::Vmm {
             console_tail: Some(tail),
             ..
         }) = cause.downcast_ref()
         {
-            eprintln!("--- VM console (last lines) ---\n{tail}");
+            let tail = news_in(tail, &line);
+            if !tail.is_empty() {
+                eprintln!("--- VM console (last lines) ---\n{tail}");
+            }
         }
     }
+}
+
+/// The lines of a console `tail` that say more than `line` (guest-init's
+/// own fatal message is already in it).
+fn news_in(tail: &str, line: &str) -> String {
+    tail.lines()
+        .filter(|l| {
+            l.split_once("a3s-init: fatal: ")
+                .is_none_or(|(_, msg)| !line.contains(msg.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The messages of `err`'s chain joined by `: `, each said once: many of
@@ -135,6 +151,21 @@ fn one_line(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_tail_keeps_only_what_the_message_does_not_say() {
+        let line = "hypervisor failed: guest-init failed: create /x: ENOTDIR";
+        let tail = "[    0.5] virtio: ok\n[    0.7] a3s-init: fatal: create /x: ENOTDIR";
+        assert_eq!(news_in(tail, line), "[    0.5] virtio: ok");
+        assert_eq!(
+            news_in("[ 0.7] a3s-init: fatal: create /x: ENOTDIR", line),
+            ""
+        );
+        assert_eq!(
+            news_in("[ 0.7] a3s-init: fatal: other", line),
+            "[ 0.7] a3s-init: fatal: other"
+        );
+    }
 
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {
