@@ -238,17 +238,22 @@ mod tests {
         Ok(out)
     }
 
+    /// `h` for an empty entry of `kind` with `mode`, owned by root, time 0.
+    fn empty_entry(mut h: Header, kind: EntryType, mode: u32) -> Header {
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    }
+
     #[test]
     fn long_names_and_pax_records_apply() {
         let mut b = Builder::new(Vec::new());
         let long = "d/".repeat(80) + "file";
-        let mut h = Header::new_gnu();
-        h.set_entry_type(EntryType::Regular);
-        h.set_size(0);
-        h.set_mode(0o104755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let mut h = empty_entry(Header::new_gnu(), EntryType::Regular, 0o104755);
         b.append_data(&mut h, &long, std::io::empty()).unwrap();
         b.append_pax_extensions([
             ("path", &b"pax/name"[..]),
@@ -258,13 +263,7 @@ mod tests {
             ("SCHILY.xattr.user.x", b"y"),
         ])
         .unwrap();
-        let mut h = Header::new_ustar();
-        h.set_entry_type(EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let mut h = empty_entry(Header::new_ustar(), EntryType::Symlink, 0o777);
         b.append_link(&mut h, "short", "target").unwrap();
         let got = members(&b.into_inner().unwrap()).unwrap();
         assert_eq!(got[0].name, PathBuf::from(&long));

@@ -354,16 +354,23 @@ impl BoxManager {
     /// finds it stopped, as after `docker wait`. A restart or a supervisor
     /// that stays (restart policy) ends the wait.
     pub fn settle(&self, record: &BoxRecord) {
+        // An `--rm` box's supervisor may be waiting for a client's hold
+        // (see `finish_wait`): nothing to wait for here.
+        self.wait_supervisor(
+            record,
+            |r| matches!(r, Ok(r) if r.state.status == BoxStatus::Exited && !r.config.auto_remove),
+        );
+    }
+
+    /// Poll, for at most [`SETTLE_LIMIT`], while `record`'s supervisor lives
+    /// and `finishing` says so of the box as stored now.
+    fn wait_supervisor(&self, record: &BoxRecord, finishing: impl Fn(&Result<BoxRecord>) -> bool) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        while shim_alive(&record.dir) && Instant::now() < deadline {
-            match self.store.get(&record.config.id) {
-                // An `--rm` box's supervisor may be waiting for a client's
-                // hold (see `finish_wait`): nothing to wait for here.
-                Ok(r) if r.state.status == BoxStatus::Exited && !r.config.auto_remove => {
-                    std::thread::sleep(POLL)
-                }
-                _ => return,
-            }
+        while shim_alive(&record.dir)
+            && Instant::now() < deadline
+            && finishing(&self.store.get(&record.config.id))
+        {
+            std::thread::sleep(POLL);
         }
     }
 
@@ -394,12 +401,6 @@ impl BoxManager {
             return self.settle(record);
         }
         drop(hold);
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        while shim_alive(&record.dir)
-            && self.store.get(&record.config.id).is_ok()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(POLL);
-        }
+        self.wait_supervisor(record, Result::is_ok);
     }
 }

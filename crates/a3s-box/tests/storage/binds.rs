@@ -79,19 +79,14 @@ fn a_read_only_bind_may_hold_the_box_home() {
         .to_str()
         .unwrap()
         .to_string();
-    let o = b
-        .cmd()
-        .args(["run", "--rm", "--cpus", "1", "--memory", "128m"])
-        .args(["-v", &format!("{above}:/up:ro"), "--rootfs"])
-        .arg(rootfs())
-        .args([
-            "--",
+    let o = b.run(
+        &["-v", &format!("{above}:/up:ro")],
+        &[
             "sh",
             "-c",
             &format!("ls -d /up/{name}; touch /up/x || echo refused"),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(ok(&o), format!("/up/{name}\nrefused\n"));
     assert!(!b.home.path().parent().unwrap().join("x").exists());
 }
