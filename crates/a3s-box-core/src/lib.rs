@@ -15,7 +15,7 @@ pub mod units;
 pub mod user;
 pub mod vmm;
 
-pub use error::{BoxError, Result};
+pub use error::{BoxError, ErrorKind, Result};
 pub use vmm::{
     parse_signal_name, Entrypoint, FsMount, InstanceSpec, NetworkInstanceConfig, TeeInstanceConfig,
     VmHandler, VmMetrics, VmmProvider, DEFAULT_SHUTDOWN_TIMEOUT_MS,
