@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod guest;
 pub mod status;
 pub mod time;

@@ -8,6 +8,7 @@
 //! - [`home`]: where state and boot assets live;
 //! - [`manager`]: the operations the CLI and SDK call.
 
+pub mod config;
 pub mod copy;
 pub mod guest;
 pub mod home;

@@ -13,7 +13,8 @@ use a3s_box_core::{BoxError, Result};
 use sha2::{Digest, Sha256};
 
 /// Filesystem of a read-only root image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RootfsFormat {
     /// EROFS: read-only by design, compact, fastest to build and mount.
     #[default]
@@ -39,7 +40,7 @@ impl FromStr for RootfsFormat {
         match s {
             "erofs" => Ok(RootfsFormat::Erofs),
             "ext4" => Ok(RootfsFormat::Ext4),
-            other => Err(BoxError::Config(format!(
+            other => Err(BoxError::Invalid(format!(
                 "unknown root filesystem format {other:?}: use erofs or ext4"
             ))),
         }

@@ -274,9 +274,12 @@ pub struct PsArgs {
     /// Full ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: name=, label=KEY[=VALUE], status=.
+    /// Filter: name=, id=, label=KEY[=VALUE], status=, pod=.
     #[arg(short, long)]
     pub filter: Vec<String>,
+    /// Show the pod of each box (podman's `ps --pod`).
+    #[arg(long)]
+    pub pod: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -129,6 +129,33 @@ pub enum ImageError {
     Task { source: tokio::task::JoinError },
 }
 
+impl From<ImageError> for a3s_box_core::BoxError {
+    /// Image errors keep their message and get the kind a front end acts on.
+    fn from(e: ImageError) -> Self {
+        use a3s_box_core::BoxError;
+        match e {
+            ImageError::NotFound { reference } => BoxError::not_found("image", reference),
+            ImageError::Boxes { source } => source,
+            e @ (ImageError::InUse { .. } | ImageError::Ambiguous { .. }) => {
+                BoxError::Conflict(e.to_string())
+            }
+            e @ (ImageError::Reference(_)
+            | ImageError::Platform(_)
+            | ImageError::Config(_)
+            | ImageError::NotPulled { .. }
+            | ImageError::AmbiguousId { .. }
+            | ImageError::BadPolicy { .. }) => BoxError::Invalid(e.to_string()),
+            e @ (ImageError::Registry(_) | ImageError::Login { .. }) => {
+                BoxError::Unavailable(e.to_string())
+            }
+            ImageError::Io { op, path, source } => {
+                BoxError::io(format!("images: {op} {}", path.display()), source)
+            }
+            other => BoxError::io("images", io::Error::other(other.to_string())),
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, ImageError>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ImageError + 'a {

@@ -1,20 +1,29 @@
-//! The public API of the runtime: what the CLI (and later the SDK) call.
+//! The public API of the runtime: the [`Engine`] every front end calls (the
+//! CLI today; the HTTP service, the containerd shim and the SDK tomorrow),
+//! with its typed requests and Docker-shaped [`views`].
 
 mod boxes;
 pub mod client;
 mod drive;
+mod engine;
 pub mod exec;
 mod helpers;
 mod images;
 mod info;
+pub mod logs;
 mod mux;
 mod run;
 mod stats;
 pub(crate) mod stopped;
 mod supervise;
 mod vm;
+pub mod views;
 
 pub use boxes::{BoxManager, StartError};
+pub use engine::{
+    Engine, ExecRequest, ExitWatch, MainProcess, RemoveOptions, Session, SystemPruneReport,
+    VolumeView, WaitCondition,
+};
 pub use helpers::GuestStats;
 pub use images::{
     human_size, short_name, ArchiveError, ArchiveFormat, HistoryEntry, ImageError, ImageManager,

@@ -35,7 +35,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Serialize `value` as pretty JSON into `path`, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| BoxError::Config(format!("encode {}: {e}", path.display())))?;
+        .map_err(|e| BoxError::io(format!("encode {}", path.display()), std::io::Error::other(e)))?;
     write_atomic(path, &bytes)
 }
 
@@ -44,7 +44,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes =
         std::fs::read(path).map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| BoxError::Config(format!("corrupt {}: {e}", path.display())))
+        .map_err(|e| BoxError::io(format!("corrupt {}", path.display()), std::io::Error::other(e)))
 }
 
 #[cfg(test)]

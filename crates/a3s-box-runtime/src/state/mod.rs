@@ -8,6 +8,7 @@
 //! lives; a box that says it is active while nobody holds that lock lost its
 //! shim, and is reconciled to `exited` by whoever reads it next.
 
+pub mod events;
 mod files;
 mod hold;
 pub mod log;
@@ -159,12 +160,9 @@ impl BoxStore {
 
     /// The store that holds the box directory `box_dir`.
     pub fn of_box_dir(box_dir: &Path) -> Result<(Self, Home)> {
-        let boxes = box_dir.parent().ok_or_else(|| {
-            BoxError::Config(format!("{} is not a box directory", box_dir.display()))
-        })?;
-        let home = boxes.parent().ok_or_else(|| {
-            BoxError::Config(format!("{} is not a box directory", box_dir.display()))
-        })?;
+        let not_a_box = || BoxError::Invalid(format!("{} is not a box directory", box_dir.display()));
+        let boxes = box_dir.parent().ok_or_else(not_a_box)?;
+        let home = boxes.parent().ok_or_else(not_a_box)?;
         Ok((
             BoxStore {
                 boxes: boxes.to_path_buf(),
@@ -212,7 +210,7 @@ impl BoxStore {
             .collect();
         let name = match name {
             Some(n) if taken.contains(&n) => {
-                return Err(BoxError::Config(format!(
+                return Err(BoxError::Conflict(format!(
                 "the name {n:?} is already in use by another box: remove it or choose another name"
             )))
             }
@@ -282,6 +280,9 @@ impl BoxStore {
             }
             match self.load(&dir) {
                 Ok(r) => records.push(r),
+                // Removed by someone else between the listing and the read
+                // (renamed to its tomb): nothing is wrong.
+                Err(_) if !dir.join(CONFIG_FILE).is_file() => {}
                 Err(e) => tracing::warn!(dir = %dir.display(), "unreadable box: {e}"),
             }
         }
@@ -342,8 +343,8 @@ impl BoxStore {
             };
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(BoxError::Config(format!("no such box: {key}"))),
-            many => Err(BoxError::Config(format!(
+            [] => Err(BoxError::not_found("box", key)),
+            many => Err(BoxError::Invalid(format!(
                 "box id prefix {key:?} is ambiguous: it matches {}",
                 many.iter()
                     .map(|r| r.short_id())
@@ -371,7 +372,7 @@ impl BoxStore {
             .iter()
             .any(|r| r.config.name == new_name)
         {
-            return Err(BoxError::Config(format!(
+            return Err(BoxError::Conflict(format!(
                 "the name {new_name:?} is already in use by another box"
             )));
         }

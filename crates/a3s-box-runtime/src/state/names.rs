@@ -20,7 +20,7 @@ pub fn validate(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(BoxError::Config(format!(
+        Err(BoxError::Invalid(format!(
             "invalid box name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
         )))
     }

@@ -132,7 +132,15 @@ impl From<StorageError> for BoxError {
             StorageError::Io { op, path, source } => {
                 BoxError::io(format!("{op} {}", path.display()), source)
             }
-            other => BoxError::Config(other.to_string()),
+            StorageError::NoSuchVolume { name } => BoxError::not_found("volume", name),
+            e @ StorageError::VolumeInUse { .. } => BoxError::Conflict(e.to_string()),
+            e @ (StorageError::MissingTool { .. } | StorageError::Daemon { .. }) => {
+                BoxError::Unavailable(e.to_string())
+            }
+            e @ StorageError::Tool { .. } => {
+                BoxError::io("storage tool", std::io::Error::other(e.to_string()))
+            }
+            other => BoxError::Invalid(other.to_string()),
         }
     }
 }

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::BoxManager;
 use anyhow::{bail, Result};
 
 use crate::cli::CpArgs;
@@ -40,29 +38,21 @@ fn in_box(path: &str) -> String {
 
 /// `cp SRC DST`.
 pub async fn cp(args: CpArgs) -> Result<u8> {
-    let manager = BoxManager::new(&Home::from_env()?);
+    let engine = super::engine()?;
     match (side(&args.src), side(&args.dst)) {
         (Side::Box(name, src), Side::Host("-")) => {
-            let record = manager.store().get(name)?;
             let out = Box::new(tokio::io::stdout());
-            manager.copy_out_tar(&record, &in_box(src), out).await?;
+            engine.copy_out_tar(name, &in_box(src), out).await?;
         }
         (Side::Box(name, src), Side::Host(dst)) => {
-            let record = manager.store().get(name)?;
-            manager
-                .copy_out(&record, &in_box(src), Path::new(dst))
-                .await?;
+            engine.copy_out(name, &in_box(src), Path::new(dst)).await?;
         }
         (Side::Host("-"), Side::Box(name, dst)) => {
-            let record = manager.store().get(name)?;
             let input = Box::new(tokio::io::stdin());
-            manager.copy_in_tar(&record, input, &in_box(dst)).await?;
+            engine.copy_in_tar(name, input, &in_box(dst)).await?;
         }
         (Side::Host(src), Side::Box(name, dst)) => {
-            let record = manager.store().get(name)?;
-            manager
-                .copy_in(&record, Path::new(src), &in_box(dst))
-                .await?;
+            engine.copy_in(name, Path::new(src), &in_box(dst)).await?;
         }
         (Side::Box(..), Side::Box(..)) => {
             bail!("copying between boxes is not supported: copy to the host first")

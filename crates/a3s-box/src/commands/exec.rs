@@ -1,10 +1,7 @@
 //! `exec` and `attach`: sessions with a running box's processes.
 
-use a3s_box_core::guest::message::ProcessSpec;
-use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::client::{run_session, ClientIo, Outcome};
-use a3s_box_runtime::manager::exec::ClientRequest;
-use a3s_box_runtime::manager::BoxManager;
+use a3s_box_runtime::manager::client::{run_session, ClientEvent, ClientIo, Outcome};
+use a3s_box_runtime::manager::{Engine, ExecRequest, ExitWatch};
 use anyhow::Result;
 
 use super::terminal::{self, RawMode};
@@ -44,39 +41,18 @@ fn local_io(stdin: bool, tty: bool) -> ClientIo {
 
 /// `exec`: run a command in a running box; its exit code is ours.
 pub async fn exec(args: ExecArgs) -> Result<u8> {
-    let manager = BoxManager::new(&Home::from_env()?);
-    let record = manager.store().get(&args.target)?;
-    let options = &record.config.options;
-    let mut env = options.env.clone();
-    env.extend(super::run::env_items(&args.env_file, &args.env)?);
-    let (executable, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("no command given: a3s-box exec BOX COMMAND [ARG...]"))?;
+    let engine = super::engine()?;
     let tty = args.tty && !args.detach;
-    if tty && !env.iter().any(|(k, _)| k == "TERM") {
-        env.push(("TERM".into(), "xterm".into()));
-    }
-    let spec = ProcessSpec {
-        process: 0,
-        executable: executable.clone(),
-        args: rest.to_vec(),
-        env,
-        workdir: args
-            .workdir
-            .clone()
-            .or_else(|| options.workdir.clone())
-            .unwrap_or_else(|| "/".into()),
-        user: args.user.clone().or_else(|| options.user.clone()),
+    let request = ExecRequest {
+        args: args.command.clone(),
+        env: super::run::env_items(&args.env_file, &args.env)?,
+        cwd: args.workdir.clone(),
+        user: args.user.clone(),
+        tty: tty.then(|| terminal::window_size().unwrap_or_default()),
         stdin: args.interactive && !args.detach,
-        terminal: tty.then(|| terminal::window_size().unwrap_or_default()),
-        builtin: false,
-    };
-    let request = ClientRequest::Exec {
-        spec,
         detach: args.detach,
     };
-    let (reader, writer) = manager.open_session(&record, &request).await?;
+    let (reader, writer) = engine.exec(&args.target, request).await?;
     let mut io = local_io(args.interactive && !args.detach, tty);
     io.return_when_started = args.detach;
     // As Docker: Ctrl-P Ctrl-Q leaves an interactive terminal session
@@ -94,50 +70,43 @@ pub async fn exec(args: ExecArgs) -> Result<u8> {
 /// `attach`: follow the main process's output, write its stdin (unless
 /// `--no-stdin`), detach with Ctrl-P Ctrl-Q.
 pub async fn attach(args: AttachArgs) -> Result<u8> {
-    let manager = BoxManager::new(&Home::from_env()?);
-    let record = manager.store().get(&args.target)?;
-    let options = &record.config.options;
-    let stdin = options.stdin && !args.no_stdin;
+    let engine = super::engine()?;
     // An `--rm` box would take its exit code with it: hold it meanwhile.
-    let _hold = manager.hold_end(&record)?;
-    attach_to(&manager, &record, stdin, options.tty, false).await
+    let watch = engine.watch_exit(&args.target)?;
+    attach_to(&engine, watch, !args.no_stdin, false).await
 }
 
-/// Attach to `record`'s main process (`run -it` replays the output it
+/// Attach to `key`'s main process (`run -it` replays the output it
 /// missed while the box started).
-pub async fn attach_to(
-    manager: &BoxManager,
-    record: &a3s_box_runtime::state::BoxRecord,
-    stdin: bool,
-    tty: bool,
-    replay: bool,
-) -> Result<u8> {
-    let request = ClientRequest::Attach { stdin, replay };
-    let (reader, writer) = manager.open_session(record, &request).await?;
-    let mut io = local_io(stdin, tty);
+pub async fn attach_to(engine: &Engine, watch: ExitWatch, stdin: bool, replay: bool) -> Result<u8> {
+    let key = watch.record().config.id.clone();
+    let ((reader, writer), main) = engine.attach(&key, Some(stdin), replay).await?;
+    let mut io = local_io(main.stdin, main.tty);
     io.already_running = true;
-    io.detach_keys = tty;
+    io.detach_keys = main.tty;
     // `run -i` ends the workload's input with ours; `attach` leaves it open.
     io.close_stdin_at_eof = replay;
-    let raw = match tty && stdin {
+    let raw = match main.tty && main.stdin {
         true => RawMode::enter()?,
         false => None,
     };
-    if tty {
+    if main.tty {
         if let Some(size) = terminal::window_size() {
             // The box started with a default size: send ours at once.
-            let _ = io.events.as_ref();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let _ = tx.send(a3s_box_runtime::manager::client::ClientEvent::Resize(size));
+            let _ = tx.send(ClientEvent::Resize(size));
             io.events = Some(merge(io.events.take(), rx));
         }
     }
     let outcome = run_session(reader, writer, io).await;
     drop(raw);
     match outcome? {
-        Outcome::Exited(code) => Ok(code.clamp(0, 255) as u8),
+        Outcome::Exited(code) => {
+            engine.finish(watch).await?;
+            Ok(code.clamp(0, 255) as u8)
+        }
         // The main process's end closes the session: its code is the box's.
-        Outcome::Lost => Ok(manager.wait(&record.config.id)?.clamp(0, 255) as u8),
+        Outcome::Lost => Ok(super::exit_code(engine.finish(watch).await?)),
         other => Ok(exit_code(other, "the session")),
     }
 }

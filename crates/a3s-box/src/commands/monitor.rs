@@ -3,10 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use a3s_box_core::status::BoxStatus;
-use a3s_box_runtime::home::Home;
-use a3s_box_runtime::manager::{human_size, BoxManager, BoxStats};
-use a3s_box_runtime::state::BoxRecord;
+use a3s_box_runtime::manager::{human_size, BoxStats};
 use anyhow::{bail, Result};
 
 use crate::cli::{StatsArgs, TopArgs};
@@ -16,9 +13,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// `top BOX [ps OPTIONS]`.
 pub async fn top(args: TopArgs) -> Result<u8> {
-    let manager = BoxManager::new(&Home::from_env()?);
-    let record = manager.store().get(&args.target)?;
-    print!("{}", manager.top(&record, &args.ps_options).await?);
+    print!("{}", super::engine()?.top(&args.target, &args.ps_options).await?);
     Ok(0)
 }
 
@@ -84,21 +79,6 @@ fn table(stats: &[BoxStats]) -> String {
     out
 }
 
-fn selected(manager: &BoxManager, args: &StatsArgs) -> Result<Vec<BoxRecord>> {
-    if args.boxes.is_empty() {
-        return Ok(manager
-            .store()
-            .list()?
-            .into_iter()
-            .filter(|r| args.all || r.state.status == BoxStatus::Running)
-            .collect());
-    }
-    args.boxes
-        .iter()
-        .map(|key| Ok(manager.store().get(key)?))
-        .collect()
-}
-
 /// `stats [BOX...]`: a table refreshed every second, or one sample with
 /// `--no-stream`; `--format json` prints one JSON object per box per line.
 pub async fn stats(args: StatsArgs) -> Result<u8> {
@@ -107,14 +87,9 @@ pub async fn stats(args: StatsArgs) -> Result<u8> {
         "json" => true,
         other => bail!("unknown --format {other:?}: use table or json"),
     };
-    let manager = BoxManager::new(&Home::from_env()?);
+    let engine = super::engine()?;
     loop {
-        let records = selected(&manager, &args)?;
-        let running: Vec<BoxRecord> = records
-            .into_iter()
-            .filter(|r| r.state.status == BoxStatus::Running)
-            .collect();
-        let stats = manager.stats(&running, INTERVAL).await;
+        let stats = engine.stats(&args.boxes, args.all, INTERVAL).await?;
         let mut out = String::new();
         if json {
             for s in &stats {

@@ -12,51 +12,41 @@ use serde_json::json;
 use crate::cli::Format;
 use crate::cli_storage::{StorageArgs, VolumeCommand};
 
-fn store() -> Result<VolumeStore> {
-    Ok(VolumeStore::new(&Home::from_env()?))
-}
-
 /// Run one `volume` verb.
 pub fn dispatch(command: VolumeCommand) -> Result<u8> {
-    let store = store()?;
+    let engine = super::engine()?;
     match command {
         VolumeCommand::Create(a) => {
             let labels = super::run::parse_labels(&a.labels)?;
-            let (name, anonymous) = match a.name {
-                Some(n) => (n, false),
-                None => (a3s_box_runtime::manager::new_box_id()?, true),
-            };
-            println!("{}", store.ensure(&name, anonymous, labels)?.name);
+            println!("{}", engine.volume_create(a.name.as_deref(), labels)?.name);
             Ok(0)
         }
         VolumeCommand::Ls(a) => {
-            let all = store.list()?;
+            let all = engine.volume_list()?;
             match (a.quiet, a.format) {
                 (true, _) => all.iter().for_each(|v| println!("{}", v.name)),
-                (false, Format::Json) => {
-                    let list: Vec<_> = all.iter().map(|v| describe(&store, v)).collect();
-                    println!("{}", serde_json::to_string_pretty(&list)?);
-                }
+                (false, Format::Json) => println!("{}", serde_json::to_string_pretty(&all)?),
                 (false, Format::Table) => {
                     println!("DRIVER    VOLUME NAME");
                     all.iter()
-                        .for_each(|v| println!("{:<10}{}", "local", v.name));
+                        .for_each(|v| println!("{:<10}{}", v.driver, v.name));
                 }
             }
             Ok(0)
         }
         VolumeCommand::Inspect(a) => {
-            let mut out = Vec::new();
-            for name in &a.names {
-                out.push(describe(&store, &store.get(name)?));
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let views = a
+                .names
+                .iter()
+                .map(|n| engine.volume_inspect(n))
+                .collect::<a3s_box_core::Result<Vec<_>>>()?;
+            println!("{}", serde_json::to_string_pretty(&views)?);
             Ok(0)
         }
         VolumeCommand::Rm(a) => {
             let mut failed = false;
             for name in &a.names {
-                match store.remove(name, a.force) {
+                match engine.volume_remove(name, a.force) {
                     Ok(()) => println!("{name}"),
                     Err(e) => {
                         eprintln!("a3s-box: {e}");
@@ -67,48 +57,13 @@ pub fn dispatch(command: VolumeCommand) -> Result<u8> {
             Ok(if failed { super::EXIT_BOX_ERROR } else { 0 })
         }
         VolumeCommand::Prune(a) => {
-            let before: u64 = store.list()?.iter().map(|v| store.size(v)).sum();
-            let removed = store.prune(!a.all)?;
-            let after: u64 = store.list()?.iter().map(|v| store.size(v)).sum();
+            let (removed, freed) = engine.volume_prune(a.all)?;
             println!("Deleted Volumes:");
             removed.iter().for_each(|n| println!("{n}"));
-            println!(
-                "\nTotal reclaimed space: {}",
-                human_size(before.saturating_sub(after))
-            );
+            println!("\nTotal reclaimed space: {}", human_size(freed));
             Ok(0)
         }
     }
-}
-
-/// Docker's `volume inspect` fields.
-fn describe(store: &VolumeStore, v: &Volume) -> serde_json::Value {
-    json!({
-        "Name": v.name,
-        "Driver": "local",
-        "Mountpoint": v.mountpoint,
-        "CreatedAt": v.created,
-        "Labels": v.labels,
-        "Scope": "local",
-        "Anonymous": v.anonymous,
-        "UsedBy": store.users(&v.name),
-    })
-}
-
-/// `rm -v`: the anonymous volumes of a removed box.
-pub fn remove_anonymous(record: &BoxRecord) -> Result<()> {
-    let store = store()?;
-    for m in &record.config.options.storage.mounts {
-        if let MountKind::Volume {
-            name,
-            anonymous: true,
-            ..
-        } = &m.kind
-        {
-            store.remove(name, false)?;
-        }
-    }
-    Ok(())
 }
 
 /// `--volumes-from BOX[:ro|rw]`: the volumes and bind mounts of BOX (not

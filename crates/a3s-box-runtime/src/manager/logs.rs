@@ -1,0 +1,148 @@
+//! Reading a box's log: what `logs` shows and what `run` and `start -a`
+//! follow until the box ends.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use a3s_box_core::time::parse_rfc3339;
+use a3s_box_core::BoxError;
+
+use crate::state::log::LogLine;
+
+/// How often a followed log is read.
+pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(50);
+
+/// `--since` / `--until`: an RFC 3339 time, or a duration ago (`10s`, `5m`, `2h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since(pub SystemTime);
+
+impl FromStr for Since {
+    type Err = BoxError;
+
+    fn from_str(text: &str) -> Result<Self, BoxError> {
+        if let Some(t) = parse_rfc3339(text) {
+            return Ok(Since(t));
+        }
+        let (num, unit) = text.split_at(text.len().saturating_sub(1));
+        let secs: u64 = match (num.parse::<u64>(), unit) {
+            (Ok(n), "s") => n,
+            (Ok(n), "m") => n * 60,
+            (Ok(n), "h") => n * 3600,
+            _ => {
+                return Err(BoxError::Invalid(format!(
+                    "invalid time {text:?}: use an RFC 3339 time or a duration like 10s, 5m, 2h"
+                )))
+            }
+        };
+        Ok(Since(SystemTime::now() - Duration::from_secs(secs)))
+    }
+}
+
+/// What part of a log to show.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    /// Only lines written at or after this time.
+    pub since: Option<Since>,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Keep reading until the box stops.
+    pub follow: bool,
+}
+
+/// Reads log lines appended since the last call.
+#[derive(Debug)]
+pub struct Follower {
+    file: Option<File>,
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Read `path` from byte `offset` on.
+    pub fn new(path: PathBuf, offset: u64) -> Self {
+        Follower {
+            file: None,
+            path,
+            offset,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Lines appended since the last call (a rotated log starts over).
+    pub fn poll(&mut self) -> Vec<LogLine> {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            self.file = File::open(&self.path).ok();
+            self.offset = 0;
+            self.partial.clear();
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err()
+        {
+            return Vec::new();
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        String::from_utf8_lossy(&complete)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Keep `lines` that pass `opts`' since and tail.
+pub(crate) fn select(lines: Vec<LogLine>, opts: &LogsOptions) -> Vec<LogLine> {
+    let lines: Vec<LogLine> = lines
+        .into_iter()
+        .filter(|l| {
+            opts.since
+                .is_none_or(|Since(t)| parse_rfc3339(&l.time).is_some_and(|lt| lt >= t))
+        })
+        .collect();
+    let skip = opts.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    lines.into_iter().skip(skip).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_times_and_durations() {
+        assert!("10s".parse::<Since>().is_ok());
+        assert!("2h".parse::<Since>().is_ok());
+        assert!("2026-01-01T00:00:00Z".parse::<Since>().is_ok());
+        let err = "yesterday".parse::<Since>().unwrap_err();
+        assert_eq!(err.kind(), a3s_box_core::ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let line = |s: &str| LogLine {
+            log: s.into(),
+            stream: "stdout".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        };
+        let lines = vec![line("a"), line("b"), line("c")];
+        let opts = LogsOptions {
+            tail: Some(2),
+            ..Default::default()
+        };
+        let got: Vec<String> = select(lines, &opts).into_iter().map(|l| l.log).collect();
+        assert_eq!(got, ["b", "c"]);
+    }
+}
