@@ -79,7 +79,7 @@ impl FromStr for BoxStatus {
 
 /// `--restart`: what the supervisor does when the workload ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "name")]
+#[serde(rename_all = "kebab-case", tag = "name", deny_unknown_fields)]
 pub enum RestartPolicy {
     /// Never restart.
     #[default]

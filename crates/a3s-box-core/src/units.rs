@@ -33,6 +33,7 @@ pub(crate) fn size_bytes(input: &str) -> std::result::Result<u64, String> {
 
 /// Parse a memory size for a VM and return whole MiB (at least 1).
 pub fn parse_memory_mib(input: &str) -> Result<u32> {
+    parse_size_bytes(input)?;
     memory_mib(input)
         .map_err(|reason| BoxError::Invalid(format!("invalid memory size {input:?}: {reason}")))
 }
@@ -74,5 +75,13 @@ mod tests {
         assert_eq!(parse_memory_mib("1g").unwrap(), 1024);
         assert!(parse_memory_mib("100k").is_err());
         assert!(parse_memory_mib("0").is_err());
+        let e = parse_memory_mib("lots").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+        assert!(e.to_string().starts_with("invalid size \"lots\""), "{e}");
+        let e = parse_memory_mib("100k").unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid memory size \"100k\": a VM needs"),
+            "{e}"
+        );
     }
 }

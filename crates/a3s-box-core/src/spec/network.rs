@@ -3,6 +3,7 @@
 //! for now: the networking work gives it effect. The Docker string
 //! syntaxes are parsed in [`super::network_parse`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -395,6 +396,8 @@ impl NetworkSpec {
                 ));
             }
         }
+        // Host ports taken so far: (protocol, port) → indices into `ports`.
+        let mut bound: BTreeMap<(Protocol, u16), Vec<usize>> = BTreeMap::new();
         for (i, p) in self.ports.iter().enumerate() {
             let at = |field: &str| format!("ports[{i}].{field}");
             if p.container_port == 0 {
@@ -418,17 +421,18 @@ impl NetworkSpec {
                     "a multicast address cannot be listened on",
                 ));
             }
-            let clash = self.ports[..i].iter().position(|q| {
-                q.protocol == p.protocol
-                    && q.host_port.is_some()
-                    && q.host_port == p.host_port
-                    && overlap(q.host_ip, p.host_ip)
-            });
-            if let Some(j) = clash {
-                return Err(SpecError::conflict(
-                    format!("ports[{i}]"),
-                    format!("{} and {} use the same host port", self.ports[j], p),
-                ));
+            if let Some(host_port) = p.host_port {
+                let seen = bound.entry((p.protocol, host_port)).or_default();
+                if let Some(&j) = seen
+                    .iter()
+                    .find(|&&j| overlap(self.ports[j].host_ip, p.host_ip))
+                {
+                    return Err(SpecError::conflict(
+                        format!("ports[{i}]"),
+                        format!("{} and {} use the same host port", self.ports[j], p),
+                    ));
+                }
+                seen.push(i);
             }
         }
         for (i, e) in self.expose.iter().enumerate() {
