@@ -366,7 +366,11 @@ impl ContainerSpec {
         }
         for key in self.labels.keys() {
             if key.is_empty() {
-                return Err(SpecError::invalid("labels", "", "a label key is not empty"));
+                return Err(SpecError::invalid(
+                    "labels",
+                    "",
+                    "a label key cannot be empty: use KEY=VALUE",
+                ));
             }
         }
         match &self.root {

@@ -78,7 +78,8 @@ pub(crate) fn host_name_problem(name: &str, underscore: bool) -> Option<String> 
     None
 }
 
-/// [`host_name_problem`] as a [`SpecError`] about `field`.
+/// A host name as RFC 1123 has it (see [`MAX_HOST_NAME_LEN`]), as a
+/// [`SpecError`] about `field`; `underscore` also allows `_`.
 pub fn check_host_name(field: &str, name: &str, underscore: bool) -> Result<(), SpecError> {
     match host_name_problem(name, underscore) {
         Some(reason) => Err(SpecError::invalid(field, name, reason)),

@@ -53,7 +53,7 @@ const NAMES: [(&str, u8); 34] = [
     ("SYS", 31),
 ];
 
-/// A signal number from 1 to [`MAX_SIGNAL`].
+/// A signal number from 1 to 64 (SIGRTMAX).
 ///
 /// Parses names case-insensitively with or without `SIG` (`TERM`,
 /// `sigkill`), `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N`, and numbers; anything
