@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// Resource limits for the workload inside the VM (PID limits, CPU pinning,
 /// ulimits, cgroup controls). Every field is optional; `None` means "no limit
 /// beyond what the VM size imposes".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceLimits {
     /// Maximum number of processes (`--pids-limit`).
     #[serde(default)]

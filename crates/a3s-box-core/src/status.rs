@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BoxError;
+use crate::spec::SpecError;
 
 /// Where a box is in its life (Docker's `State.Status` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ impl FromStr for BoxStatus {
             "restarting" => Ok(BoxStatus::Restarting),
             "exited" => Ok(BoxStatus::Exited),
             "dead" => Ok(BoxStatus::Dead),
-            other => Err(BoxError::Config(format!(
+            other => Err(BoxError::Invalid(format!(
                 "unknown status {other:?}: use created, running, paused, restarting, exited or dead"
             ))),
         }
@@ -78,7 +79,7 @@ impl FromStr for BoxStatus {
 
 /// `--restart`: what the supervisor does when the workload ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "name")]
+#[serde(rename_all = "kebab-case", tag = "name", deny_unknown_fields)]
 pub enum RestartPolicy {
     /// Never restart.
     #[default]
@@ -113,26 +114,30 @@ impl RestartPolicy {
 }
 
 impl FromStr for RestartPolicy {
-    type Err = BoxError;
+    type Err = SpecError;
 
-    fn from_str(s: &str) -> Result<Self, BoxError> {
-        let bad = || {
-            BoxError::Config(format!(
-                "invalid restart policy {s:?}: use no, on-failure[:N], always or unless-stopped"
-            ))
-        };
+    /// Docker's `--restart` syntax: `no`, `on-failure[:N]`, `always`,
+    /// `unless-stopped`.
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = |reason: &str| SpecError::invalid("--restart", s, reason.to_string());
+        let unknown = || bad("unknown policy: use no, on-failure[:N], always or unless-stopped");
         match s.split_once(':') {
             None => match s {
                 "no" | "" => Ok(RestartPolicy::No),
                 "on-failure" => Ok(RestartPolicy::OnFailure { max_retries: None }),
                 "always" => Ok(RestartPolicy::Always),
                 "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
-                _ => Err(bad()),
+                _ => Err(unknown()),
             },
             Some(("on-failure", n)) => Ok(RestartPolicy::OnFailure {
-                max_retries: Some(n.parse().map_err(|_| bad())?),
+                max_retries: Some(n.parse().map_err(|_| {
+                    bad("the maximum retry count must be a whole number, as in on-failure:3")
+                })?),
             }),
-            Some(_) => Err(bad()),
+            Some(("no" | "always" | "unless-stopped", _)) => Err(bad(
+                "a maximum retry count applies to on-failure only, as in on-failure:3",
+            )),
+            Some(_) => Err(unknown()),
         }
     }
 }
@@ -177,8 +182,17 @@ mod tests {
         assert!(RestartPolicy::Always.should_restart(0, 100, false));
         assert!(!RestartPolicy::Always.should_restart(0, 0, true));
         assert!(!RestartPolicy::No.should_restart(1, 0, false));
-        for bad in ["sometimes", "on-failure:x", "always:3"] {
-            assert!(bad.parse::<RestartPolicy>().is_err(), "{bad}");
+        for (bad, why) in [
+            ("sometimes", "unknown policy"),
+            ("on-failure:x", "whole number"),
+            ("on-failure:-1", "whole number"),
+            ("always:3", "on-failure only"),
+            ("maybe:3", "unknown policy"),
+        ] {
+            let e = bad.parse::<RestartPolicy>().unwrap_err();
+            assert_eq!(e.field, "--restart");
+            assert!(e.message.contains(why), "{bad}: {e}");
         }
+        assert_eq!("".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
     }
 }

@@ -8,6 +8,12 @@ const KIB: u64 = 1024;
 /// Suffixes are binary (k = 1024), as in Docker; an optional trailing `b`
 /// or `ib` is accepted (`512mb`, `512MiB`).
 pub fn parse_size_bytes(input: &str) -> Result<u64> {
+    size_bytes(input)
+        .map_err(|reason| BoxError::Invalid(format!("invalid size {input:?}: {reason}")))
+}
+
+/// [`parse_size_bytes`], failing with the reason alone.
+pub(crate) fn size_bytes(input: &str) -> std::result::Result<u64, String> {
     let text = input.trim().to_ascii_lowercase();
     let text = text
         .strip_suffix("ib")
@@ -20,25 +26,26 @@ pub fn parse_size_bytes(input: &str) -> Result<u64> {
         Some((i, 't')) => (&text[..i], 4),
         _ => (text, 0),
     };
-    let bad = || {
-        BoxError::Config(format!(
-            "invalid size {input:?}: use a number with an optional unit k, m, g or t (e.g. 512m)"
-        ))
-    };
+    let bad = || "use a number with an optional unit k, m, g or t (e.g. 512m)".to_string();
     let value: u64 = digits.parse().map_err(|_| bad())?;
     value.checked_mul(KIB.pow(shift)).ok_or_else(bad)
 }
 
 /// Parse a memory size for a VM and return whole MiB (at least 1).
 pub fn parse_memory_mib(input: &str) -> Result<u32> {
-    let bytes = parse_size_bytes(input)?;
+    parse_size_bytes(input)?;
+    memory_mib(input)
+        .map_err(|reason| BoxError::Invalid(format!("invalid memory size {input:?}: {reason}")))
+}
+
+/// [`parse_memory_mib`], failing with the reason alone.
+pub(crate) fn memory_mib(input: &str) -> std::result::Result<u32, String> {
+    let bytes = size_bytes(input)?;
     let mib = bytes / (KIB * KIB);
     if bytes % (KIB * KIB) != 0 || mib == 0 {
-        return Err(BoxError::Config(format!(
-            "invalid memory size {input:?}: a VM needs a whole number of MiB, at least 1m"
-        )));
+        return Err("a VM needs a whole number of MiB, at least 1m".into());
     }
-    u32::try_from(mib).map_err(|_| BoxError::Config(format!("memory size {input:?} is too large")))
+    u32::try_from(mib).map_err(|_| "the size is too large".to_string())
 }
 
 #[cfg(test)]
@@ -68,5 +75,13 @@ mod tests {
         assert_eq!(parse_memory_mib("1g").unwrap(), 1024);
         assert!(parse_memory_mib("100k").is_err());
         assert!(parse_memory_mib("0").is_err());
+        let e = parse_memory_mib("lots").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+        assert!(e.to_string().starts_with("invalid size \"lots\""), "{e}");
+        let e = parse_memory_mib("100k").unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid memory size \"100k\": a VM needs"),
+            "{e}"
+        );
     }
 }

@@ -16,21 +16,21 @@ pub enum IdOrName {
 }
 
 impl IdOrName {
-    fn parse(text: &str, what: &str, whole: &str) -> Result<Self, BoxError> {
+    /// `text` as a user or group (`what`), or why it is not one.
+    fn parse(text: &str, what: &str) -> Result<Self, String> {
         if text.is_empty() {
-            return Err(BoxError::Config(format!(
-                "invalid user {whole:?}: empty {what}; use uid, uid:gid, name or name:group"
-            )));
+            return Err(format!(
+                "empty {what}; use uid, uid:gid, name or name:group"
+            ));
         }
         if text.bytes().all(|b| b.is_ascii_digit()) {
-            return text.parse().map(IdOrName::Id).map_err(|_| {
-                BoxError::Config(format!("invalid user {whole:?}: {what} id out of range"))
-            });
+            return text
+                .parse()
+                .map(IdOrName::Id)
+                .map_err(|_| format!("{what} id out of range"));
         }
         if text.contains(['/', '\0', '\n']) {
-            return Err(BoxError::Config(format!(
-                "invalid user {whole:?}: bad character in {what} name"
-            )));
+            return Err(format!("bad character in {what} name"));
         }
         Ok(IdOrName::Name(text.to_string()))
     }
@@ -45,20 +45,26 @@ pub struct UserSpec {
     pub group: Option<IdOrName>,
 }
 
-impl FromStr for UserSpec {
-    type Err = BoxError;
-
-    fn from_str(text: &str) -> Result<Self, BoxError> {
+impl UserSpec {
+    /// `text` as a user spec, or why it is not one.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let (user, group) = match text.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (text, None),
         };
         Ok(UserSpec {
-            user: IdOrName::parse(user, "user", text)?,
-            group: group
-                .map(|g| IdOrName::parse(g, "group", text))
-                .transpose()?,
+            user: IdOrName::parse(user, "user")?,
+            group: group.map(|g| IdOrName::parse(g, "group")).transpose()?,
         })
+    }
+}
+
+impl FromStr for UserSpec {
+    type Err = BoxError;
+
+    fn from_str(text: &str) -> Result<Self, BoxError> {
+        UserSpec::parse(text)
+            .map_err(|reason| BoxError::Invalid(format!("invalid user {text:?}: {reason}")))
     }
 }
 
@@ -138,7 +144,7 @@ pub fn resolve(spec: &UserSpec, passwd: &str, group: &str) -> Result<Credentials
         IdOrName::Id(uid) => passwd_entries(passwd).find(|e| e.uid == *uid),
         IdOrName::Name(name) => Some(passwd_entries(passwd).find(|e| e.name == name).ok_or_else(
             || {
-                BoxError::Config(format!(
+                BoxError::Invalid(format!(
                     "unable to find user {name}: no matching entries in passwd file"
                 ))
             },
@@ -156,7 +162,7 @@ pub fn resolve(spec: &UserSpec, passwd: &str, group: &str) -> Result<Credentials
                 .find(|(n, _, _)| n == gname)
                 .map(|(_, g, _)| g)
                 .ok_or_else(|| {
-                    BoxError::Config(format!(
+                    BoxError::Invalid(format!(
                         "unable to find group {gname}: no matching entries in group file"
                     ))
                 })?;
