@@ -146,7 +146,8 @@ impl EngineConfig {
         };
         let exe = std::env::current_exe().ok();
         let path = text("PATH")?;
-        let mut config = Self::defaults(home, exe.as_deref().and_then(Path::parent), path.as_deref());
+        let mut config =
+            Self::defaults(home, exe.as_deref().and_then(Path::parent), path.as_deref());
         if let Some(dir) = var(env::ASSETS) {
             config.assets_dir = dir.into();
         }
@@ -242,10 +243,13 @@ impl EngineConfig {
     /// The config a box's starter wrote into its directory.
     pub fn read_from(dir: &Path) -> Result<Self> {
         let path = dir.join(ENGINE_CONFIG_FILE);
-        let bytes =
-            std::fs::read(&path).map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            BoxError::io(format!("corrupt {}", path.display()), std::io::Error::other(e))
+            BoxError::io(
+                format!("corrupt {}", path.display()),
+                std::io::Error::other(e),
+            )
         })
     }
 }
@@ -260,7 +264,7 @@ mod tests {
         let c = EngineConfig::defaults(dir.path().into(), Some(Path::new("/opt/a3s/bin")), None);
         assert_eq!(c.shim, PathBuf::from("/opt/a3s/bin/a3s-box-shim"));
         assert_eq!(c.qemu, PathBuf::from(QEMU_BINARY));
-        assert_eq!(c.kernel_for(None).1, false);
+        assert!(!c.kernel_for(None).1);
         assert_eq!(
             c.kernel_for(Some(Path::new("/k"))),
             (PathBuf::from("/k"), true)

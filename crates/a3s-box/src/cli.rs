@@ -78,6 +78,8 @@ pub enum Command {
     Commit(crate::cli_storage::CommitArgs),
     /// Make a one-layer image of a tarball.
     Import(crate::cli_storage::ImportArgs),
+    /// Show lifecycle events (follows until interrupted, or until --until).
+    Events(EventsArgs),
     /// Show the accelerator, kernel and versions this host uses.
     Info(InfoArgs),
     /// Show the version.
@@ -197,6 +199,23 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     pub args: Vec<String>,
+}
+
+/// `a3s-box events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Events since a time (RFC 3339) or a duration ago (10s, 5m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop at this time (RFC 3339) or duration ago; without it, follow.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter: type=, event=, container=, label=KEY[=VALUE].
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// `a3s-box info`.

@@ -51,7 +51,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
-    use commands::{commit, cp, exec, info, layers, lifecycle, logs, monitor, ps, run, volume};
+    use commands::{
+        commit, cp, events, exec, info, layers, lifecycle, logs, monitor, ps, run, volume,
+    };
     match command {
         Command::Run(args) => block_on(run::run(args))?,
         Command::Create(args) => block_on(lifecycle::create(args))?,
@@ -80,6 +82,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Commit(args) => block_on(commit::commit(args))?,
         Command::Import(args) => commit::import(args),
         Command::System(cli::SystemCommand::Df) => commit::df(),
+        Command::Events(args) => block_on(events::events(args))?,
         Command::Info(args) => info::run(args).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),
         Command::Version(args) => {

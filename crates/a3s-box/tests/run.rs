@@ -254,7 +254,11 @@ fn a3s_box_errors_exit_125_with_one_line() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("invalid size"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid --memory \"lots\""),
+        "{}",
+        stderr(&o)
+    );
     b.assert_no_boxes_left();
 }
 

@@ -2,7 +2,6 @@
 //! stop, kill, remove, wait, logs. The CLI calls these; they hold no state
 //! of their own.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -11,11 +10,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use a3s_box_core::status::{BoxStatus, RestartPolicy};
+use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 
+use a3s_box_core::spec::BoxSpec;
+
+use super::new_box_id;
 use super::supervise::{ShimRequest, CONTROL_SOCKET};
-use super::{new_box_id, RunOptions};
 use crate::home::Home;
 use crate::state::{shim_alive, BoxRecord, BoxStore, Hold};
 
@@ -70,31 +71,16 @@ impl BoxManager {
         &self.store
     }
 
-    /// Record a new box (not started).
-    pub fn create(
-        &self,
-        options: RunOptions,
-        name: Option<String>,
-        labels: BTreeMap<String, String>,
-        restart: RestartPolicy,
-        auto_remove: bool,
-    ) -> Result<BoxRecord> {
-        if options.command.is_empty() {
-            return Err(BoxError::Config(
-                "no command given: add -- CMD [ARGS...]".into(),
-            ));
-        }
-        options.accel.parse::<crate::vmm::AccelChoice>()?;
-        crate::storage::spec::check_unique_targets(&options.storage.mounts)?;
+    /// Record a new box (not started) from a resolved spec, with its
+    /// writable layer.
+    pub fn create(&self, name: Option<String>, spec: BoxSpec) -> Result<BoxRecord> {
         let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
-        let read_only = options.storage.read_only;
-        let layer_bytes = options
-            .storage
-            .size_bytes
+        let storage = &spec.containers[0].storage;
+        let read_only = storage.read_only;
+        let layer_bytes = storage
+            .layer_size_bytes
             .unwrap_or(crate::storage::layer::DEFAULT_LAYER_BYTES);
-        let record = self
-            .store
-            .create(id, name, options, labels, restart, auto_remove)?;
+        let record = self.store.create(id, name, spec)?;
         if !read_only {
             // The box's writable layer: a sparse copy of a formatted template.
             let made = crate::storage::layer::create(&self.layer_cache, &record.dir, layer_bytes);
@@ -358,7 +344,7 @@ impl BoxManager {
         // (see `finish_wait`): nothing to wait for here.
         self.wait_supervisor(
             record,
-            |r| matches!(r, Ok(r) if r.state.status == BoxStatus::Exited && !r.config.auto_remove),
+            |r| matches!(r, Ok(r) if r.state.status == BoxStatus::Exited && !r.config.auto_remove()),
         );
     }
 
@@ -379,7 +365,7 @@ impl BoxManager {
     /// the client has read the exit code and the output. Take it before
     /// starting the box.
     pub fn hold_end(&self, record: &BoxRecord) -> Result<Option<Hold>> {
-        if !record.config.auto_remove {
+        if !record.config.auto_remove() {
             return Ok(None);
         }
         match crate::state::hold(&record.dir) {

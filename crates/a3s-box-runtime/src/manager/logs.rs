@@ -87,8 +87,7 @@ impl Follower {
             return Vec::new();
         };
         let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err()
-        {
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
             return Vec::new();
         }
         self.offset += buf.len() as u64;

@@ -11,18 +11,20 @@ mod helpers;
 mod images;
 mod info;
 pub mod logs;
+pub(crate) mod lower;
 mod mux;
+pub mod resolve;
 mod run;
 mod stats;
 pub(crate) mod stopped;
 mod supervise;
-mod vm;
 pub mod views;
+mod vm;
 
 pub use boxes::{BoxManager, StartError};
 pub use engine::{
-    Engine, ExecRequest, ExitWatch, MainProcess, RemoveOptions, Session, SystemPruneReport,
-    VolumeView, WaitCondition,
+    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, RemoveOptions, Session,
+    SystemPruneReport, VolumeView, WaitCondition,
 };
 pub use helpers::GuestStats;
 pub use images::{

@@ -74,7 +74,7 @@ impl BoxManager {
                 continue;
             };
             let Some(t1) = cpu_ticks(pid) else { continue };
-            let limit = u64::from(record.config.options.memory_mib) * 1024 * 1024;
+            let limit = u64::from(record.config.spec.sandbox.resources.memory_mib) * 1024 * 1024;
             let usage = guest
                 .mem_total_bytes
                 .saturating_sub(guest.mem_available_bytes);

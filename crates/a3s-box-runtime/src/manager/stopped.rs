@@ -55,7 +55,7 @@ impl BoxManager {
             ))
         })?;
         let (_, home) = crate::state::BoxStore::of_box_dir(&record.dir)?;
-        let mut opts = record.config.options.clone();
+        let mut opts = super::lower::record_options(record)?;
         opts.command = std::iter::once(name)
             .chain(args.iter().copied())
             .map(String::from)

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use a3s_box_core::event::{Event, EventAction, EventType};
 use a3s_box_core::guest::StdStream;
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::time::now_rfc3339;
@@ -172,7 +173,15 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
     ));
 
     let shim_pid = std::process::id();
-    let accelerator = crate::vmm::AccelChoice::from_str(&record.config.options.accel)
+    let events =
+        crate::state::events::EventLog::at(home.root().join(crate::state::events::EVENTS_FILE));
+    let event = |action: EventAction| {
+        Event::now(EventType::Container, action, &record.config.id)
+            .with("name", &record.config.name)
+            .with("image", super::views::list::image_of(&record))
+    };
+    let options = super::lower::run_options(&record.config.spec, &home)?;
+    let accelerator = crate::vmm::AccelChoice::from_str(&options.accel)
         .and_then(|c| crate::vmm::accel::decide(c, &crate::vmm::accel::HostKvm::probe()))
         .map(|d| format!("{}: {}", d.accel, d.reason))
         .ok();
@@ -197,6 +206,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
                 s.exit_code = None;
                 s.error = None;
             });
+            events.record(&event(EventAction::Start));
             if let Some(mut r) = ready.take() {
                 let _ = r.write_all(b"ok\n");
             }
@@ -206,7 +216,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             controls: rx,
             on_started: &mut on_started,
         };
-        let outcome = run_vm(&home, &record.config.id, dir, &record.config.options, io).await;
+        let outcome = run_vm(&home, &record.config.id, dir, &options, io).await;
         sink.log.flush();
         let (code, error) = match outcome {
             Ok(code) => (code, None),
@@ -216,6 +226,9 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             let reason = error.clone().unwrap_or_else(|| sink.last_stderr.clone());
             let _ = writeln!(r, "fail {code} {reason}");
         }
+        if started {
+            events.record(&event(EventAction::Die).with("exitCode", code.to_string()));
+        }
         let state = store.update_dir(dir, |s| {
             s.status = BoxStatus::Exited;
             s.finished_at = Some(now_rfc3339());
@@ -224,7 +237,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             s.vm_pid = None;
         })?;
         let restart = started
-            && record.config.restart.should_restart(
+            && record.config.restart().should_restart(
                 code,
                 state.restart_count,
                 state.stopped_by_user,
@@ -236,6 +249,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             s.status = BoxStatus::Restarting;
             s.restart_count += 1;
         })?;
+        events.record(&event(EventAction::Restart));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         // A stop that arrived during the back-off ends the loop.
@@ -248,7 +262,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
     let _ = store.update_dir(dir, |s| s.shim_pid = None);
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&exec_socket);
-    if record.config.auto_remove {
+    if record.config.auto_remove() {
         // A `run --rm` client may still be reading the exit code and the
         // last output: let it finish first.
         let held = dir.to_path_buf();

@@ -46,10 +46,7 @@ impl EventLog {
     fn append(&self, event: &Event) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut file = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut file = File::options().create(true).append(true).open(&self.path)?;
         file.write_all(&line)?;
         if file.metadata()?.len() > MAX_BYTES {
             self.trim()?;
@@ -116,8 +113,7 @@ impl EventFollower {
             self.partial.clear();
         }
         let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err()
-        {
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
             return Vec::new();
         }
         self.offset += buf.len() as u64;
@@ -144,11 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::at(dir.path().join(EVENTS_FILE));
         assert!(log.read_all().0.is_empty());
-        log.record(&Event::now(
-            EventType::Container,
-            EventAction::Create,
-            "a",
-        ));
+        log.record(&Event::now(EventType::Container, EventAction::Create, "a"));
         let (all, end) = log.read_all();
         assert_eq!(all.len(), 1);
         let mut f = log.follow_from(end);

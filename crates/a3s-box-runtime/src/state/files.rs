@@ -34,8 +34,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Serialize `value` as pretty JSON into `path`, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| BoxError::io(format!("encode {}", path.display()), std::io::Error::other(e)))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| {
+        BoxError::io(
+            format!("encode {}", path.display()),
+            std::io::Error::other(e),
+        )
+    })?;
     write_atomic(path, &bytes)
 }
 
@@ -43,8 +47,12 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes =
         std::fs::read(path).map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| BoxError::io(format!("corrupt {}", path.display()), std::io::Error::other(e)))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        BoxError::io(
+            format!("corrupt {}", path.display()),
+            std::io::Error::other(e),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod events;
 mod files;
 mod hold;
+mod legacy;
 pub mod log;
 mod names;
 
@@ -27,8 +28,9 @@ use serde::{Deserialize, Serialize};
 pub use files::write_atomic;
 pub use hold::{hold, wait_unheld, Hold};
 
+use a3s_box_core::spec::{BoxSpec, ContainerSpec};
+
 use crate::home::Home;
-use crate::manager::RunOptions;
 
 /// A box's configuration file in its directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -40,8 +42,9 @@ pub const SHIM_LOCK: &str = "shim.lock";
 pub const LOG_FILE: &str = "log.jsonl";
 const STORE_LOCK: &str = ".store.lock";
 
-/// What the user asked for; fixed at create time (rename aside).
+/// What the user asked for, resolved; fixed at create time (rename aside).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "legacy::AnyConfig")]
 pub struct BoxConfig {
     /// 64-hex id.
     pub id: String,
@@ -49,17 +52,51 @@ pub struct BoxConfig {
     pub name: String,
     /// When it was created (RFC 3339).
     pub created: String,
-    /// What to run and how.
-    pub options: RunOptions,
-    /// Labels (`-l`).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Restart policy.
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    /// Remove the box when it exits (`--rm`).
-    #[serde(default)]
-    pub auto_remove: bool,
+    /// The box, resolved by the engine: the image's digest, its merged
+    /// process, named volumes and canonical bind sources.
+    pub spec: BoxSpec,
+}
+
+impl TryFrom<legacy::AnyConfig> for BoxConfig {
+    type Error = String;
+
+    fn try_from(any: legacy::AnyConfig) -> std::result::Result<Self, String> {
+        let (id, name, created) = (any.id.clone(), any.name.clone(), any.created.clone());
+        let spec = any
+            .into_spec()
+            .ok_or_else(|| "neither a spec nor run options".to_string())?;
+        if spec.containers.is_empty() {
+            return Err("a box spec without containers".into());
+        }
+        Ok(BoxConfig {
+            id,
+            name,
+            created,
+            spec,
+        })
+    }
+}
+
+impl BoxConfig {
+    /// The box's container (a standalone box has exactly one).
+    pub fn container(&self) -> &ContainerSpec {
+        &self.spec.containers[0]
+    }
+
+    /// Its labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.container().labels
+    }
+
+    /// Its restart policy.
+    pub fn restart(&self) -> RestartPolicy {
+        self.container().restart
+    }
+
+    /// Removed when it exits (`--rm`).
+    pub fn auto_remove(&self) -> bool {
+        self.container().auto_remove
+    }
 }
 
 /// Where the box is.
@@ -160,7 +197,8 @@ impl BoxStore {
 
     /// The store that holds the box directory `box_dir`.
     pub fn of_box_dir(box_dir: &Path) -> Result<(Self, Home)> {
-        let not_a_box = || BoxError::Invalid(format!("{} is not a box directory", box_dir.display()));
+        let not_a_box =
+            || BoxError::Invalid(format!("{} is not a box directory", box_dir.display()));
         let boxes = box_dir.parent().ok_or_else(not_a_box)?;
         let home = boxes.parent().ok_or_else(not_a_box)?;
         Ok((
@@ -189,17 +227,15 @@ impl BoxStore {
 
     /// Record a new box. The name must be unique (one is made up when
     /// `name` is `None`). Nothing is left behind on failure.
-    pub fn create(
-        &self,
-        id: String,
-        name: Option<String>,
-        options: RunOptions,
-        labels: BTreeMap<String, String>,
-        restart: RestartPolicy,
-        auto_remove: bool,
-    ) -> Result<BoxRecord> {
+    pub fn create(&self, id: String, name: Option<String>, mut spec: BoxSpec) -> Result<BoxRecord> {
         if let Some(n) = &name {
             names::validate(n)?;
+        }
+        if spec.containers.len() != 1 {
+            return Err(BoxError::Invalid(format!(
+                "a box has one container, not {}",
+                spec.containers.len()
+            )));
         }
         let _guard = self.store_lock()?;
         self.remove_leftovers();
@@ -217,13 +253,11 @@ impl BoxStore {
             Some(n) => n,
             None => names::generate(&id, &taken),
         };
+        spec.containers[0].name = Some(name.clone());
         let config = BoxConfig {
             name,
             created: now_rfc3339(),
-            options,
-            labels,
-            restart,
-            auto_remove,
+            spec,
             id,
         };
         let dir = self.boxes.join(&config.id[..12]);
@@ -379,6 +413,7 @@ impl BoxStore {
         let _box = lock(&record.dir.join(BOX_LOCK), FlockArg::LockExclusive)?;
         let mut config: BoxConfig = files::read_json(&record.dir.join(CONFIG_FILE))?;
         config.name = new_name.to_string();
+        config.spec.containers[0].name = Some(new_name.to_string());
         files::write_json(&record.dir.join(CONFIG_FILE), &config)
     }
 
@@ -397,35 +432,19 @@ impl BoxStore {
 mod tests {
     use super::*;
 
-    fn options() -> RunOptions {
-        RunOptions {
-            rootfs_dir: "/r".into(),
-            image: None,
-            command: vec!["true".into()],
-            env: vec![],
-            workdir: None,
-            user: None,
-            vcpus: 1,
-            memory_mib: 128,
-            kernel: None,
-            accel: "auto".into(),
-            hostname: None,
-            debug: false,
-            stdin: false,
-            tty: false,
-            storage: Default::default(),
-            builtin: false,
-        }
-    }
-
     fn create(store: &BoxStore, id: &str, name: Option<&str>) -> Result<BoxRecord> {
+        use a3s_box_core::spec::{ProcessSpec, RootSource};
+        let container = ContainerSpec::new(
+            RootSource::Dir { path: "/r".into() },
+            ProcessSpec {
+                args: vec!["true".into()],
+                ..ProcessSpec::default()
+            },
+        );
         store.create(
             id.repeat(64 / id.len()),
             name.map(String::from),
-            options(),
-            BTreeMap::new(),
-            RestartPolicy::No,
-            false,
+            BoxSpec::single(container),
         )
     }
 

@@ -12,6 +12,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use a3s_box_core::guest::builtin::{LAYER_TAR, ROOT_TAR};
+use a3s_box_core::spec::RootSource;
 use a3s_box_core::time::now_rfc3339;
 use a3s_box_core::{BoxError, Result};
 use serde_json::{json, Value};
@@ -210,16 +211,17 @@ pub async fn commit(
     opts: &CommitOptions,
 ) -> Result<NewImage> {
     let images = ImageManager::new(home).map_err(image_err)?;
-    let (base, helper) = match &record.config.options.image {
-        Some(reference) => (base_of(&images, reference).await?, LAYER_TAR),
-        None => {
+    let container = record.config.container();
+    let (base, helper) = match &container.root {
+        RootSource::Image { reference, .. } => (base_of(&images, reference).await?, LAYER_TAR),
+        RootSource::Dir { .. } => {
             // A --rootfs box: its whole filesystem is the image, with its command.
             let mut base = empty_base();
-            let o = &record.config.options;
+            let p = &container.process;
             base.config["config"] = json!({
-                "Cmd": o.command,
-                "Env": o.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-                "WorkingDir": o.workdir.clone().unwrap_or_else(|| "/".into()),
+                "Cmd": container.command(),
+                "Env": p.env.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "WorkingDir": p.cwd.clone().unwrap_or_else(|| "/".into()),
             });
             (base, ROOT_TAR)
         }

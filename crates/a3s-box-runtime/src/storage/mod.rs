@@ -1,8 +1,6 @@
 //! Box storage on the host: each box's writable layer (a sparse ext4 disk),
 //! host directories and named volumes shared over virtio-fs, tmpfs mounts.
 //!
-//! - [`spec`] parses `-v`, `--mount`, `--tmpfs` and `--storage-opt` into
-//!   typed [`Mount`]s, once, at the command line;
 //! - [`layer`] makes a box's writable layer by copying a cached, formatted
 //!   template sparsely (creating a box copies nothing of its image);
 //! - [`virtiofs`] runs one virtio-fs daemon (`a3s-box-fs`) per share for the
@@ -19,7 +17,6 @@ pub mod commit;
 pub mod helpers;
 pub mod layer;
 pub mod plan;
-pub mod spec;
 pub mod virtiofs;
 pub mod volumes;
 
@@ -27,8 +24,6 @@ use std::path::PathBuf;
 
 use a3s_box_core::BoxError;
 use serde::{Deserialize, Serialize};
-
-pub use spec::{parse_mount, parse_storage_opt, parse_tmpfs, parse_volume};
 
 /// Errors of box storage.
 #[derive(Debug, thiserror::Error)]

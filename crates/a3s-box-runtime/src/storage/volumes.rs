@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use a3s_box_core::time::now_rfc3339;
 use serde::{Deserialize, Serialize};
 
-use super::{MountKind, StorageError};
+use super::StorageError;
 use crate::home::Home;
 use crate::state::{write_atomic, BoxStore};
 
@@ -145,12 +145,11 @@ impl VolumeStore {
             .unwrap_or_default()
             .into_iter()
             .filter(|r| {
-                r.config
-                    .options
-                    .storage
-                    .mounts
-                    .iter()
-                    .any(|m| matches!(&m.kind, MountKind::Volume { name: n, .. } if n == name))
+                r.config.spec.containers.iter().any(|c| {
+                    c.storage.mounts.iter().any(|m| {
+                        matches!(m, a3s_box_core::spec::Mount::Volume { name: Some(n), .. } if n == name)
+                    })
+                })
             })
             .map(|r| r.config.name)
             .collect()

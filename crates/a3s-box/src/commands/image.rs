@@ -3,17 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use a3s_box_core::time::parse_rfc3339;
 use a3s_box_runtime::home::Home;
-use a3s_box_runtime::image::config::{merge, ProcessSpec, RunOverrides};
 use a3s_box_runtime::image::registry::Credentials;
 use a3s_box_runtime::image::Reference;
-use a3s_box_runtime::manager::{
-    human_size, short_name, ImageManager, ImageSummary, PullPolicy, Removed,
-};
+use a3s_box_runtime::manager::{human_size, short_name, ImageManager, ImageSummary, Removed};
 use anyhow::{bail, Context, Result};
 
 use super::EXIT_BOX_ERROR;
@@ -55,19 +51,6 @@ pub fn dispatch(command: ImageCommand) -> Result<u8> {
             ImageSubcommand::Push(a) => push(a),
         },
     }
-}
-
-/// Resolve `image` for `run`: pull per `pull`, unpack once per image, and merge the
-/// image config with the user's overrides as Docker does. Returns the root filesystem
-/// directory to boot (for `RunOptions::rootfs_dir`) and the process to run.
-pub async fn resolve_for_run(
-    image: &str,
-    pull: PullPolicy,
-    overrides: RunOverrides,
-) -> Result<(PathBuf, ProcessSpec)> {
-    let resolved = manager()?.with_progress(true).ensure(image, pull).await?;
-    let spec = merge(&resolved.config, &overrides)?;
-    Ok((resolved.rootfs_dir, spec))
 }
 
 fn manager() -> Result<ImageManager> {

@@ -2,6 +2,7 @@
 
 pub mod commit;
 pub mod cp;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod info;

@@ -13,7 +13,10 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// `top BOX [ps OPTIONS]`.
 pub async fn top(args: TopArgs) -> Result<u8> {
-    print!("{}", super::engine()?.top(&args.target, &args.ps_options).await?);
+    print!(
+        "{}",
+        super::engine()?.top(&args.target, &args.ps_options).await?
+    );
     Ok(0)
 }
 

@@ -39,7 +39,11 @@ pub fn ps(args: PsArgs) -> Result<u8> {
         }
     };
     let with_pod = args.pod || rows.iter().any(|r| r.pod.is_some());
-    let pod_head = if with_pod { format!("  {:<16}", "POD") } else { String::new() };
+    let pod_head = if with_pod {
+        format!("  {:<16}", "POD")
+    } else {
+        String::new()
+    };
     println!(
         "{:<12}  {:<24}  {:<22}  {:<16}  {:<26}{pod_head}  NAMES",
         "BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS"

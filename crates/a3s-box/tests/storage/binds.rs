@@ -210,5 +210,9 @@ fn volumes_from_shares_another_boxes_volumes_and_binds() {
         "--",
         "true",
     ]);
-    assert!(stderr(&o).contains("use ro or rw"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown mode \"rx\": use BOX, BOX:ro or BOX:rw"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -6,6 +6,47 @@
 //! input into these types and render what comes back; nothing a front end
 //! does is missing here. Daemonless: the engine runs inside whichever front
 //! end calls it; each started box is owned by its supervisor (the shim).
+//!
+//! Every error says what kind it is, so a front end never matches messages:
+//!
+//! ```
+//! use a3s_box_core::ErrorKind;
+//! use a3s_box_runtime::home::Home;
+//! use a3s_box_runtime::manager::views::list::ListOptions;
+//! use a3s_box_runtime::manager::Engine;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = tempfile::tempdir()?;
+//! let engine = Engine::new(Home::at(home.path()));
+//! assert!(engine.list(&ListOptions { all: true, ..Default::default() })?.is_empty());
+//! let err = engine.inspect("web").unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::NotFound); // an HTTP front end answers 404
+//! assert_eq!(err.to_string(), "no such box: web");
+//! # Ok(()) }
+//! ```
+//!
+//! A box's life, as `a3s-box run -d` then `a3s-box wait` drive it (this boots a
+//! VM, so it is only compiled here):
+//!
+//! ```no_run
+//! use a3s_box_core::spec::{BoxSpec, ContainerSpec, ProcessSpec, RootSource};
+//! use a3s_box_runtime::home::Home;
+//! use a3s_box_runtime::manager::resolve::PullOptions;
+//! use a3s_box_runtime::manager::{Engine, RemoveOptions, WaitCondition};
+//!
+//! # async fn demo() -> a3s_box_core::Result<()> {
+//! let engine = Engine::new(Home::at("/var/lib/a3s"));
+//! let root = RootSource::Image { reference: "127.0.0.1:5000/team/tool:1".into(), digest: None };
+//! let process = ProcessSpec { args: vec!["sh".into(), "-c".into(), "exit 3".into()], ..Default::default() };
+//! let spec = BoxSpec::single(ContainerSpec::new(root, process));
+//! let record = engine.create(spec, PullOptions::default()).await?;
+//! let id = &record.config.id;
+//! engine.start(id).await?.expect("the workload starts");
+//! assert_eq!(engine.wait(id, WaitCondition::NotRunning).await?, 3);
+//! println!("{}", serde_json::to_string_pretty(&engine.inspect(id)?).unwrap());
+//! engine.remove(id, RemoveOptions::default()).await?;
+//! # Ok(()) }
+//! ```
 
 mod session;
 mod storage;
@@ -17,10 +58,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use a3s_box_core::event::{Event, EventAction, EventType};
+use a3s_box_core::spec::BoxSpec;
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 
 use super::logs::{self, Follower, LogsOptions, FOLLOW_POLL};
+use super::resolve::{resolve, PullOptions};
 use super::views::inspect::BoxInspect;
 use super::views::list::{BoxSummary, ListOptions};
 use super::{BoxManager, StartError};
@@ -82,6 +125,95 @@ impl ExitWatch {
     }
 }
 
+/// Nanoseconds since the epoch.
+fn nanos(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// One `--filter` of `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// `type=container|pod|image|volume|network`.
+    Type(EventType),
+    /// `event=start` (an action).
+    Action(String),
+    /// `container=NAME|ID` (also `box=`).
+    Box(String),
+    /// `label=KEY[=VALUE]` on the object's attributes.
+    Label(String, Option<String>),
+}
+
+impl FromStr for EventFilter {
+    type Err = BoxError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            BoxError::Invalid(format!(
+                "invalid filter {text:?}: use type=TYPE, event=ACTION, container=BOX or \
+                 label=KEY[=VALUE]"
+            ))
+        };
+        let (key, value) = text.split_once('=').ok_or_else(bad)?;
+        Ok(match key {
+            "type" => EventFilter::Type(
+                serde_json::from_value(serde_json::Value::String(value.into()))
+                    .map_err(|_| bad())?,
+            ),
+            "event" | "action" => EventFilter::Action(value.to_string()),
+            "container" | "box" => EventFilter::Box(value.to_string()),
+            "label" => match value.split_once('=') {
+                Some((k, v)) => EventFilter::Label(k.into(), Some(v.into())),
+                None => EventFilter::Label(value.into(), None),
+            },
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl EventFilter {
+    /// Whether `e` passes.
+    pub fn matches(&self, e: &Event) -> bool {
+        let attr = |k: &str| e.actor.attributes.get(k);
+        match self {
+            EventFilter::Type(t) => e.kind == *t,
+            EventFilter::Action(a) => e.action.to_string() == *a,
+            EventFilter::Box(b) => {
+                e.actor.id.starts_with(b.as_str()) || attr("name").is_some_and(|n| n == b)
+            }
+            EventFilter::Label(k, v) => {
+                attr(k).is_some_and(|have| v.as_ref().is_none_or(|want| want == have))
+            }
+        }
+    }
+}
+
+/// Events as they are recorded.
+#[derive(Debug)]
+pub struct EventStream {
+    follower: crate::state::events::EventFollower,
+    filters: Vec<EventFilter>,
+}
+
+impl EventStream {
+    /// The next events (waits until there is at least one).
+    pub async fn next(&mut self) -> Vec<Event> {
+        loop {
+            let new: Vec<Event> = self
+                .follower
+                .poll()
+                .into_iter()
+                .filter(|e| self.filters.iter().all(|f| f.matches(e)))
+                .collect();
+            if !new.is_empty() {
+                return new;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+}
+
 /// What `system prune` freed beyond boxes.
 #[derive(Debug)]
 pub struct SystemPruneReport {
@@ -132,6 +264,47 @@ impl Engine {
         );
     }
 
+    /// Create a box from `spec` (resolved first: see [`super::resolve`]);
+    /// it is not started.
+    pub async fn create(&self, spec: BoxSpec, pull: PullOptions) -> Result<BoxRecord> {
+        let name = spec.containers.first().and_then(|c| c.name.clone());
+        let spec = resolve(&self.home, spec, pull).await?;
+        let boxes = self.boxes.clone();
+        let record = blocking(move || boxes.create(name, spec)).await?;
+        self.record(EventAction::Create, &record);
+        Ok(record)
+    }
+
+    /// Run `spec` as an anonymous throw-away box supervised by this very
+    /// process: the workload's output goes to our stdout and stderr, its
+    /// signals come from ours, nothing is stored. The workload's exit code.
+    pub async fn run_foreground(&self, spec: BoxSpec, pull: PullOptions) -> Result<i32> {
+        let spec = resolve(&self.home, spec, pull).await?;
+        let opts = super::lower::run_options(&spec, &self.home)?;
+        super::run_foreground(&self.home, opts).await
+    }
+
+    /// Events recorded at or after `since` (all when `None`) that pass
+    /// `filters`, oldest first, and a follower for the ones to come.
+    pub fn events_since(
+        &self,
+        since: Option<std::time::SystemTime>,
+        filters: &[EventFilter],
+    ) -> (Vec<Event>, EventStream) {
+        let (all, end) = self.events.read_all();
+        let since_nanos = since.map(nanos);
+        let past = all
+            .into_iter()
+            .filter(|e| since_nanos.is_none_or(|s| e.time_nano >= s))
+            .filter(|e| filters.iter().all(|f| f.matches(e)))
+            .collect();
+        let stream = EventStream {
+            follower: self.events.follow_from(end),
+            filters: filters.to_vec(),
+        };
+        (past, stream)
+    }
+
     /// Find a box by id, unique id prefix or name.
     pub fn get(&self, key: &str) -> Result<BoxRecord> {
         self.boxes.store().get(key)
@@ -160,11 +333,8 @@ impl Engine {
     pub async fn start(&self, key: &str) -> Result<std::result::Result<(), StartError>> {
         let record = self.get(key)?;
         let boxes = self.boxes.clone();
-        let outcome = blocking(move || boxes.start(&record)).await?;
-        if outcome.is_ok() {
-            self.record(EventAction::Start, &self.get(key)?);
-        }
-        Ok(outcome)
+        // The box's supervisor records its start and exit events.
+        blocking(move || boxes.start(&record)).await
     }
 
     /// Stop: SIGTERM to the workload, the VM killed after `timeout`.
@@ -244,14 +414,14 @@ impl Engine {
 
     /// `rm -v`: the anonymous volumes of a removed box.
     fn remove_anonymous_volumes(&self, record: &BoxRecord) -> Result<()> {
-        use crate::storage::MountKind;
+        use a3s_box_core::spec::Mount;
         let store = crate::storage::volumes::VolumeStore::new(&self.home);
-        for m in &record.config.options.storage.mounts {
-            if let MountKind::Volume {
-                name,
+        for m in &record.config.container().storage.mounts {
+            if let Mount::Volume {
+                name: Some(name),
                 anonymous: true,
                 ..
-            } = &m.kind
+            } = m
             {
                 store.remove(name, false)?;
             }
@@ -263,11 +433,8 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>> {
         let removed = self.boxes.prune()?;
         for id in &removed {
-            self.events.record(&Event::now(
-                EventType::Container,
-                EventAction::Destroy,
-                id,
-            ));
+            self.events
+                .record(&Event::now(EventType::Container, EventAction::Destroy, id));
         }
         Ok(removed)
     }
@@ -323,8 +490,7 @@ impl Engine {
         let mut code = None;
         while let Ok(r) = self.get(&id) {
             code = r.state.exit_code;
-            let booting =
-                r.state.status == BoxStatus::Created && crate::state::shim_alive(&r.dir);
+            let booting = r.state.status == BoxStatus::Created && crate::state::shim_alive(&r.dir);
             if !r.state.status.is_active() && !booting {
                 break;
             }
@@ -374,12 +540,8 @@ impl Engine {
             .for_each(&mut *on_line);
         if opts.follow {
             let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            self.follow_lines(
-                &record.config.id,
-                Follower::new(path, offset),
-                on_line,
-            )
-            .await;
+            self.follow_lines(&record.config.id, Follower::new(path, offset), on_line)
+                .await;
         }
         Ok(())
     }

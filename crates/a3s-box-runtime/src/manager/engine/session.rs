@@ -60,8 +60,12 @@ impl Engine {
                 "the working directory {cwd:?} is invalid: it needs to be an absolute path"
             )));
         }
-        let options = &record.config.options;
-        let mut env = options.env.clone();
+        let process = &record.config.container().process;
+        let mut env: Vec<(String, String)> = process
+            .env
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
         env.extend(req.env.iter().cloned());
         if req.tty.is_some() && !env.iter().any(|(k, _)| k == "TERM") {
             env.push(("TERM".into(), "xterm".into()));
@@ -74,9 +78,9 @@ impl Engine {
             workdir: req
                 .cwd
                 .clone()
-                .or_else(|| options.workdir.clone())
+                .or_else(|| process.cwd.clone())
                 .unwrap_or_else(|| "/".into()),
-            user: req.user.clone().or_else(|| options.user.clone()),
+            user: req.user.clone().or_else(|| process.user.clone()),
             stdin: req.stdin,
             terminal: req.tty,
             builtin: false,
@@ -87,9 +91,13 @@ impl Engine {
         };
         let session = self.boxes.open_session(&record, &request).await?;
         self.events.record(
-            &Event::now(EventType::Container, EventAction::ExecStart, &record.config.id)
-                .with("name", &record.config.name)
-                .with("execID", req.args.join(" ")),
+            &Event::now(
+                EventType::Container,
+                EventAction::ExecStart,
+                &record.config.id,
+            )
+            .with("name", &record.config.name)
+            .with("execID", req.args.join(" ")),
         );
         Ok(session)
     }
@@ -103,10 +111,10 @@ impl Engine {
         replay: bool,
     ) -> Result<(Session, MainProcess)> {
         let record = self.get(key)?;
-        let options = &record.config.options;
+        let process = &record.config.container().process;
         let main = MainProcess {
-            stdin: options.stdin && stdin.unwrap_or(true),
-            tty: options.tty,
+            stdin: process.stdin && stdin.unwrap_or(true),
+            tty: process.tty,
         };
         let request = ClientRequest::Attach {
             stdin: main.stdin,
@@ -124,7 +132,12 @@ impl Engine {
 
     /// One sample of `keys` (or of every running box, with `all` every box
     /// too) over `interval`; boxes not running are left out.
-    pub async fn stats(&self, keys: &[String], all: bool, interval: Duration) -> Result<Vec<BoxStats>> {
+    pub async fn stats(
+        &self,
+        keys: &[String],
+        all: bool,
+        interval: Duration,
+    ) -> Result<Vec<BoxStats>> {
         let records = if keys.is_empty() {
             self.boxes
                 .store()
@@ -133,7 +146,9 @@ impl Engine {
                 .filter(|r| all || r.state.status == BoxStatus::Running)
                 .collect()
         } else {
-            keys.iter().map(|k| self.get(k)).collect::<Result<Vec<_>>>()?
+            keys.iter()
+                .map(|k| self.get(k))
+                .collect::<Result<Vec<_>>>()?
         };
         let running: Vec<_> = records
             .into_iter()

@@ -65,9 +65,8 @@ impl Engine {
         let (name, anonymous) = match name {
             Some(n) => (n.to_string(), false),
             None => (
-                crate::manager::new_box_id().map_err(|e| {
-                    a3s_box_core::BoxError::io("generate a volume name", e)
-                })?,
+                crate::manager::new_box_id()
+                    .map_err(|e| a3s_box_core::BoxError::io("generate a volume name", e))?,
                 true,
             ),
         };

@@ -170,10 +170,12 @@ impl ImageManager {
             .map_err(|source| ImageError::Boxes { source })?;
         Ok(records
             .into_iter()
-            .map(|r| {
-                let root = &r.config.options.rootfs_dir;
-                let root = fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-                (r.config.name, root)
+            .filter_map(|r| {
+                let root = crate::manager::lower::run_options(&r.config.spec, &self.home)
+                    .ok()?
+                    .rootfs_dir;
+                let root = fs::canonicalize(&root).unwrap_or(root);
+                Some((r.config.name, root))
             })
             .collect())
     }

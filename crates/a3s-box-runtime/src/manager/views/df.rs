@@ -35,8 +35,10 @@ pub fn disk_usage(home: &Home) -> Result<Vec<DiskUsageRow>> {
     let images = ImageManager::new(home)?.list()?;
     let used: BTreeSet<String> = boxes
         .iter()
-        .filter_map(|b| b.config.options.image.as_deref())
-        .map(short_name)
+        .filter_map(|b| match &b.config.container().root {
+            a3s_box_core::spec::RootSource::Image { reference, .. } => Some(short_name(reference)),
+            a3s_box_core::spec::RootSource::Dir { .. } => None,
+        })
         .collect();
     let mut ids = BTreeSet::new();
     let (mut image_bytes, mut image_free, mut active_images) = (0, 0, 0);
@@ -84,7 +86,13 @@ pub fn disk_usage(home: &Home) -> Result<Vec<DiskUsageRow>> {
     Ok(vec![
         row("Images", ids.len(), active_images, image_bytes, image_free),
         row("Boxes", boxes.len(), running, box_bytes, box_free),
-        row("Local Volumes", volumes.len(), vol_used, vol_bytes, vol_free),
+        row(
+            "Local Volumes",
+            volumes.len(),
+            vol_used,
+            vol_bytes,
+            vol_free,
+        ),
         row("Root cache", 0, 0, cache, cache),
     ])
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use a3s_box_core::spec::{Mount, RootSource};
 use a3s_box_core::status::BoxStatus;
 use serde::Serialize;
 
@@ -28,6 +29,9 @@ pub struct BoxInspect {
     pub state: StateView,
     /// The image reference or root directory.
     pub image: String,
+    /// The image's manifest digest the box runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Restarts made by the restart policy.
     pub restart_count: u32,
     /// What it runs.
@@ -166,16 +170,23 @@ impl BoxInspect {
     pub fn of(r: &BoxRecord, pod: Option<String>) -> Self {
         use a3s_box_core::status::RestartPolicy;
         let (c, s) = (&r.config, &r.state);
-        let o = &c.options;
-        let (path, args) = match o.command.split_first() {
+        let container = c.container();
+        let p = &container.process;
+        let sandbox = &c.spec.sandbox;
+        let command = container.command();
+        let (path, args) = match command.split_first() {
             Some((p, a)) => (p.clone(), a.to_vec()),
             None => (String::new(), Vec::new()),
         };
-        let (name, max) = match c.restart {
+        let (name, max) = match container.restart {
             RestartPolicy::OnFailure { max_retries } => {
                 ("on-failure".to_string(), max_retries.unwrap_or(0))
             }
             other => (other.to_string(), 0),
+        };
+        let rootfs = match &container.root {
+            RootSource::Dir { path } => path.clone(),
+            RootSource::Image { .. } => Default::default(),
         };
         BoxInspect {
             id: c.id.clone(),
@@ -197,35 +208,45 @@ impl BoxInspect {
                 finished_at: s.finished_at.clone().unwrap_or_default(),
             },
             image: image_of(r),
+            image_digest: match &container.root {
+                RootSource::Image { digest, .. } => digest.clone(),
+                RootSource::Dir { .. } => None,
+            },
             restart_count: s.restart_count,
             config: ConfigView {
-                hostname: o.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
-                user: o.user.clone().unwrap_or_default(),
-                env: o.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-                cmd: o.command.clone(),
+                hostname: sandbox
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| c.id[..12].to_string()),
+                user: p.user.clone().unwrap_or_default(),
+                env: p.env.iter().map(ToString::to_string).collect(),
+                cmd: command,
                 image: image_of(r),
-                rootfs: o.rootfs_dir.clone(),
-                working_dir: o.workdir.clone().unwrap_or_default(),
-                labels: c.labels.clone(),
-                tty: o.tty,
-                open_stdin: o.stdin,
+                rootfs,
+                working_dir: p.cwd.clone().unwrap_or_default(),
+                labels: container.labels.clone(),
+                tty: p.tty,
+                open_stdin: p.stdin,
             },
             host_config: HostConfigView {
                 restart_policy: RestartPolicyView {
                     name,
                     maximum_retry_count: max,
                 },
-                auto_remove: c.auto_remove,
-                readonly_rootfs: o.storage.read_only,
-                nano_cpus: u64::from(o.vcpus) * 1_000_000_000,
-                memory: u64::from(o.memory_mib) << 20,
+                auto_remove: container.auto_remove,
+                readonly_rootfs: container.storage.read_only,
+                nano_cpus: u64::from(sandbox.resources.vcpus) * 1_000_000_000,
+                memory: u64::from(sandbox.resources.memory_mib) << 20,
             },
-            mounts: o.storage.mounts.iter().map(MountView::of).collect(),
+            mounts: container.storage.mounts.iter().map(MountView::of).collect(),
             pod,
             a3s: A3sView {
-                accelerator: s.accelerator.clone().unwrap_or_else(|| o.accel.clone()),
-                v_cpus: o.vcpus,
-                memory_mib: o.memory_mib,
+                accelerator: s
+                    .accelerator
+                    .clone()
+                    .unwrap_or_else(|| sandbox.vm.accel.to_string()),
+                v_cpus: sandbox.resources.vcpus,
+                memory_mib: sandbox.resources.memory_mib,
                 shim_pid: s.shim_pid,
                 dir: r.dir.clone(),
             },
@@ -234,19 +255,18 @@ impl BoxInspect {
 }
 
 impl MountView {
-    fn of(m: &crate::storage::Mount) -> Self {
-        use crate::storage::MountKind;
-        let (kind, name, source) = match &m.kind {
-            MountKind::Bind { source, .. } => ("bind", None, source.display().to_string()),
-            MountKind::Volume { name, .. } => ("volume", Some(name.clone()), String::new()),
-            MountKind::Tmpfs { .. } => ("tmpfs", None, String::new()),
+    fn of(m: &Mount) -> Self {
+        let (kind, name, source) = match m {
+            Mount::Bind { source, .. } => ("bind", None, source.display().to_string()),
+            Mount::Volume { name, .. } => ("volume", name.clone(), String::new()),
+            Mount::Tmpfs { .. } => ("tmpfs", None, String::new()),
         };
         MountView {
             kind,
             name,
             source,
-            destination: m.target.clone(),
-            rw: !m.read_only,
+            destination: m.target().to_string(),
+            rw: !m.read_only(),
         }
     }
 }

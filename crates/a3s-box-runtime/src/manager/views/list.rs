@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use a3s_box_core::spec::RootSource;
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::time::parse_rfc3339;
 use a3s_box_core::BoxError;
@@ -67,7 +68,7 @@ impl ListFilter {
             ListFilter::Id(id) => r.config.id.starts_with(id.as_str()),
             ListFilter::Label(k, v) => r
                 .config
-                .labels
+                .labels()
                 .get(k)
                 .is_some_and(|val| v.as_ref().is_none_or(|want| want == val)),
             ListFilter::Status(s) => r.state.status == *s,
@@ -120,12 +121,12 @@ impl BoxSummary {
             id: r.config.id.clone(),
             name: r.config.name.clone(),
             image: image_of(r),
-            command: r.config.options.command.join(" "),
+            command: r.config.container().command().join(" "),
             created: r.config.created.clone(),
             state: r.state.status,
             status: status_text(r),
             exit_code: r.state.exit_code,
-            labels: r.config.labels.clone(),
+            labels: r.config.labels().clone(),
             pod,
         }
     }
@@ -133,9 +134,9 @@ impl BoxSummary {
 
 /// The image reference, or the root directory for `--rootfs` boxes.
 pub fn image_of(r: &BoxRecord) -> String {
-    match &r.config.options.image {
-        Some(image) => image.clone(),
-        None => r.config.options.rootfs_dir.display().to_string(),
+    match &r.config.container().root {
+        RootSource::Image { reference, .. } => reference.clone(),
+        RootSource::Dir { path } => path.display().to_string(),
     }
 }
 
