@@ -130,6 +130,17 @@ fn dns_goes_to_our_resolver_only() {
 }
 
 #[test]
+fn an_empty_list_refuses_everything_but_our_dns() {
+    let Some((net, _l, _fw)) = setup(&[]) else {
+        return;
+    };
+    net.assert_connects(&format!("{SERVER_LINK}:53"));
+    for addr in ["198.51.100.10:80", "203.0.113.5:443", "192.0.2.2:22"] {
+        net.assert_refused(addr);
+    }
+}
+
+#[test]
 fn link_local_is_refused_unless_named() {
     let Some((net, _l, fw)) = setup(&["0.0.0.0/0"]) else {
         return;

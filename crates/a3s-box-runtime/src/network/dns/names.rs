@@ -8,8 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use a3s_box_core::spec::NetworkSpec;
+
+use super::resolv::DNS_PORT;
 use crate::network::egress::policy::normalize_name;
-use crate::network::egress::NamePolicy;
+use crate::network::egress::{EgressPolicy, NamePolicy};
+use crate::network::store::NetworkRecord;
 
 /// Length of a short box id, which resolves like a name.
 const SHORT_ID_LEN: usize = 12;
@@ -62,6 +66,40 @@ pub struct ClientPolicy {
     /// upstreams; an empty list: nowhere (an `--internal` network), so
     /// other names get NXDOMAIN.
     pub upstreams: Option<Vec<SocketAddr>>,
+}
+
+impl ClientPolicy {
+    /// The policy of a box (Docker's rules): it resolves the boxes of
+    /// `networks` (those it joins); names are filtered by `egress` (see
+    /// `egress::box_policy`); other names go to its `--dns` servers, else
+    /// the server's upstreams, or nowhere when every network it joins is
+    /// `--internal`.
+    pub fn for_box(
+        box_id: &str,
+        spec: &NetworkSpec,
+        networks: &[NetworkRecord],
+        egress: Option<&EgressPolicy>,
+    ) -> Self {
+        let upstreams = if !networks.is_empty() && networks.iter().all(|n| n.internal) {
+            Some(Vec::new())
+        } else if !spec.dns.servers.is_empty() {
+            Some(
+                spec.dns
+                    .servers
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, DNS_PORT))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        ClientPolicy {
+            box_id: Some(box_id.to_string()),
+            networks: networks.iter().map(|n| n.name.clone()).collect(),
+            names: egress.map(|e| Arc::new(e.names.clone())),
+            upstreams,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +280,65 @@ mod tests {
         dir.add_host("m", entry(ID_A, "a", &[], [10, 0, 1, 2]));
         dir.remove_box(ID_A);
         assert!(dir.lookup(&nets(&["n", "m"]), "a").is_empty());
+    }
+
+    fn record(name: &str, internal: bool, egress: &[&str]) -> NetworkRecord {
+        NetworkRecord {
+            id: "f".repeat(64),
+            name: name.into(),
+            driver: "bridge".into(),
+            subnet: "10.89.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+            internal,
+            labels: Default::default(),
+            egress: egress.iter().map(|r| r.parse().unwrap()).collect(),
+            created: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_boxs_policy_follows_its_networks_dns_and_rules() {
+        use crate::network::egress::box_policy;
+        let mut spec = NetworkSpec::default();
+        let gw: IpAddr = "10.89.0.1".parse().unwrap();
+        let open = record("open", false, &[]);
+        let closed = record("closed", true, &["db.internal:5432"]);
+        assert!(box_policy(&spec, std::slice::from_ref(&open), gw).is_none());
+
+        let p = ClientPolicy::for_box(ID_A, &spec, std::slice::from_ref(&open), None);
+        assert_eq!(p.networks, ["open"]);
+        assert_eq!(p.upstreams, None, "the server's upstreams");
+        assert!(p.names.is_none());
+
+        let p = ClientPolicy::for_box(ID_A, &spec, std::slice::from_ref(&closed), None);
+        assert_eq!(p.upstreams, Some(vec![]), "internal only: no forwarding");
+        let both = [closed.clone(), open.clone()];
+        assert_eq!(
+            ClientPolicy::for_box(ID_A, &spec, &both, None).upstreams,
+            None
+        );
+
+        spec.dns.servers = vec!["192.0.2.53".parse().unwrap()];
+        spec.egress = vec!["api.example.com:443".parse().unwrap()];
+        spec.extra_hosts = vec![
+            "db.internal:host-gateway".parse().unwrap(),
+            "other:192.0.2.9".parse().unwrap(),
+        ];
+        let policy = box_policy(&spec, &both, gw).unwrap();
+        assert!(policy.names.allows("api.example.com").is_some());
+        assert!(
+            policy.names.allows("db.internal").is_some(),
+            "the network's rule"
+        );
+        assert_eq!(
+            policy.statics.len(),
+            1,
+            "db.internal by its --add-host address"
+        );
+        assert_eq!(policy.statics[0].block.to_string(), "10.89.0.1/32");
+        let p = ClientPolicy::for_box(ID_A, &spec, std::slice::from_ref(&open), Some(&policy));
+        assert_eq!(p.upstreams, Some(vec!["192.0.2.53:53".parse().unwrap()]));
+        assert!(p.names.unwrap().allows("db.internal").is_some());
     }
 
     #[test]

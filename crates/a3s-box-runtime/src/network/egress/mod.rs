@@ -24,8 +24,10 @@ pub mod ruleset;
 
 use std::net::IpAddr;
 
-use a3s_box_core::spec::Protocol;
+use a3s_box_core::spec::{HostAddr, NetworkSpec, Protocol};
 use a3s_box_core::{BoxError, Result};
+
+use super::store::NetworkRecord;
 
 pub use feed::FirewallFeed;
 pub use nft::{Netns, Nft};
@@ -79,6 +81,37 @@ pub struct EgressPlan {
     pub exempt_mark: Option<u32>,
     /// Names the box (or network) in the log prefix of denied packets.
     pub log_tag: String,
+}
+
+/// A box's allow-list: its own `--egress-allow` rules and those of every
+/// network in `networks` (the ones it joins), with its `--add-host`
+/// entries (`host-gateway` standing for `host_gateway`, the address as
+/// the firewall's hook sees it). `None` when there is no rule at all: no
+/// table, the box may connect anywhere.
+pub fn box_policy(
+    spec: &NetworkSpec,
+    networks: &[NetworkRecord],
+    host_gateway: IpAddr,
+) -> Option<EgressPolicy> {
+    let mut rules = spec.egress.clone();
+    for net in networks {
+        rules.extend(net.egress.iter().cloned());
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    let hosts: Vec<(String, IpAddr)> = spec
+        .extra_hosts
+        .iter()
+        .map(|h| {
+            let ip = match h.addr {
+                HostAddr::Ip(ip) => ip,
+                HostAddr::HostGateway => host_gateway,
+            };
+            (h.name.clone(), ip)
+        })
+        .collect();
+    Some(EgressPolicy::new(&rules, &hosts))
 }
 
 /// One address a DNS answer gave.

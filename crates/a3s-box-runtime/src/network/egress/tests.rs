@@ -87,6 +87,10 @@ fn forward_hooks_match_interface_and_source_and_marks_pass() {
 
 #[test]
 fn bad_plans_are_refused() {
+    assert!(
+        plan(&[]).ruleset().is_ok(),
+        "an empty list refuses everything"
+    );
     let mut p = plan(&[]);
     p.table = "1abc".into();
     assert!(p.ruleset().is_err());
