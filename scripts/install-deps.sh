@@ -14,6 +14,8 @@ packages=(
     linux-source-6.12    # guest kernel source
     flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc patch  # kernel and initramfs build
     docker-registry umoci skopeo apache2-utils zstd python3 openssl procps tmux  # tests: registries, fixtures, token server, pgrep, terminals
+    nftables iproute2    # the egress firewall (nft), network namespaces and veths (ip)
+    dnsmasq-base         # tests: an upstream DNS server on loopback (the binary only, no system service)
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(

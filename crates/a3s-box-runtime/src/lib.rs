@@ -6,6 +6,8 @@
 //! - [`rootfs`]: root filesystem images;
 //! - [`storage`]: writable layers, bind mounts, volumes, tmpfs;
 //! - [`home`]: where state and boot assets live;
+//! - [`network`]: named networks, address leases, published ports, the
+//!   embedded DNS server and the egress firewall;
 //! - [`manager`]: the operations the CLI and SDK call.
 
 pub mod config;
@@ -14,6 +16,7 @@ pub mod guest;
 pub mod home;
 pub mod image;
 pub mod manager;
+pub mod network;
 pub mod rootfs;
 pub mod state;
 pub mod storage;
