@@ -32,7 +32,7 @@ impl Home {
         }
         let home = std::env::var_os("HOME")
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| BoxError::Config("neither A3S_HOME nor HOME is set".into()))?;
+            .ok_or_else(|| BoxError::Invalid("neither A3S_HOME nor HOME is set".into()))?;
         Ok(Home {
             root: Path::new(&home).join(".a3s"),
         })

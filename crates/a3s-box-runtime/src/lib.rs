@@ -6,12 +6,14 @@
 //! - [`rootfs`]: root filesystem images;
 //! - [`storage`]: writable layers, bind mounts, volumes, tmpfs;
 //! - [`home`]: where state and boot assets live;
+//! - [`launch`]: the one way host helper processes (QEMU, daemons, the shim) are started;
 //! - [`manager`]: the operations the CLI and SDK call.
 
 pub mod copy;
 pub mod guest;
 pub mod home;
 pub mod image;
+pub mod launch;
 pub mod manager;
 pub mod rootfs;
 pub mod state;
@@ -26,20 +28,4 @@ pub fn sibling_binary(name: &str) -> std::path::PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join(name)))
         .unwrap_or_else(|| name.into())
-}
-
-/// Have the child `cmd` starts be SIGKILLed when the thread that started it
-/// exits (`PR_SET_PDEATHSIG`): a VM or daemon never outlives its owner.
-pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls prctl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
