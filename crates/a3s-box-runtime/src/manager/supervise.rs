@@ -218,7 +218,11 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             let reason = error.clone().unwrap_or_else(|| sink.last_stderr.clone());
             // An error of a3s-box (or its VM) before the workload ran is
             // the starter's 125, as for a foreground run.
-            let code = if error.is_some() { EXIT_START_ERROR } else { code };
+            let code = if error.is_some() {
+                EXIT_START_ERROR
+            } else {
+                code
+            };
             let _ = writeln!(r, "fail {code} {reason}");
         }
         let state = store.update_dir(dir, |s| {
