@@ -3,6 +3,8 @@
 //! leaves no box and no process behind. Most of these fail before QEMU
 //! starts, so they are fast.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
