@@ -181,7 +181,8 @@ pub enum NetBackend {
         /// The socket.
         socket: PathBuf,
     },
-    /// An open TAP device with virtio-net headers, inherited as `fd`.
+    /// An open TAP device, inherited as `fd`; opened with `IFF_VNET_HDR`
+    /// (virtio-net headers), which QEMU detects on the descriptor.
     TapFd {
         /// Its descriptor number in the hypervisor.
         fd: RawFd,

@@ -207,7 +207,9 @@ fn network(net: &NetDevice, push: &mut impl FnMut(&[&str])) -> Result<(), PlanEr
             net.id,
             path_arg("network socket", socket)?
         ),
-        NetBackend::TapFd { fd } => format!("tap,id={},fd={fd},vnet_hdr=on", net.id),
+        // QEMU reads the vnet header setting from the open device itself
+        // (and refuses `vnet_hdr=` next to `fd=`).
+        NetBackend::TapFd { fd } => format!("tap,id={},fd={fd}", net.id),
     };
     let mac = net
         .mac
@@ -332,7 +334,7 @@ mod tests {
             "-device virtserialport,chardev=agent,name=a3s.agent \
              -netdev stream,id=net0,server=off,addr.type=unix,addr.path=/boxes/b/passt.sock \
              -device virtio-net-device,netdev=net0,mac=02:a3:5b:00:10:ff \
-             -netdev tap,id=net1,fd=5,vnet_hdr=on \
+             -netdev tap,id=net1,fd=5 \
              -device virtio-net-device,netdev=net1,mac=02:00:00:00:00:01 \
              -qmp unix:/boxes/b/qmp.sock,server=on,wait=off"
         ));
