@@ -241,7 +241,7 @@ fn check_root(path: &Path) -> Result<()> {
         return Err(BoxError::MissingAsset {
             what: "root filesystem image",
             path: path.to_path_buf(),
-            hint: "the image is made from the box's root before the VM starts",
+            hint: "the QEMU backend boots a block image: build one from the root directory first",
         });
     }
     Ok(())
