@@ -206,7 +206,13 @@ fn a_qemu_that_dies_during_boot_is_the_reason_not_the_transport() {
         "qemu-system-x86_64 \"$@\" & pid=$!\nsleep 0.5; kill -9 $pid; wait $pid\n\
          echo 'qemu-system-x86_64: fake failure during boot' >&2; exit 1",
     );
-    let o = run(&b, &[("A3S_BOX_QEMU", &dying)], &[]);
+    // A workload that outlasts the fake QEMU's life even under KVM.
+    let mut c = b.cmd();
+    c.env("A3S_BOX_QEMU", &dying)
+        .args(["run", "--rm", "--cpus", "1", "--memory", "256m", "--rootfs"])
+        .arg(common::rootfs())
+        .args(["--", "sleep", "30"]);
+    let o = c.output().unwrap();
     let err = assert_explained(
         &b,
         &o,
