@@ -203,6 +203,14 @@ pub trait VmHandler: Send + Sync {
     fn exit_code(&self) -> Option<i32> {
         None
     }
+
+    /// Why the VM process ended, when it ended by a failure of its own (not
+    /// a guest power-off): its exit status and what it said, in a sentence.
+    /// `None` while it runs, after a clean exit, or when the backend cannot
+    /// tell.
+    fn exit_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A hypervisor backend.
@@ -347,6 +355,7 @@ mod tests {
             }
         }
         assert_eq!(Dead.exit_code(), None);
+        assert_eq!(Dead.exit_reason(), None);
         assert!(Dead.metrics().cpu_percent.is_none());
     }
 }

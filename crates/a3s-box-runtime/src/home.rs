@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use a3s_box_core::{BoxError, Result};
 
+use crate::vmm::qemu::provider::QEMU_HINT;
+
 /// Environment variable naming the state home.
 pub const ENV_HOME: &str = "A3S_HOME";
 /// Environment variable naming a guest kernel to boot instead of ours.
@@ -32,7 +34,7 @@ impl Home {
         }
         let home = std::env::var_os("HOME")
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| BoxError::Config("neither A3S_HOME nor HOME is set".into()))?;
+            .ok_or_else(|| BoxError::Invalid("neither A3S_HOME nor HOME is set".into()))?;
         Ok(Home {
             root: Path::new(&home).join(".a3s"),
         })
@@ -73,7 +75,8 @@ pub struct Assets {
     pub kernel_is_custom: bool,
     /// initramfs with guest-init.
     pub initramfs: PathBuf,
-    /// QEMU binary (resolved through PATH when found).
+    /// QEMU binary (resolved through PATH when found there; the launcher
+    /// reports it missing when it is needed).
     pub qemu: PathBuf,
 }
 
@@ -92,14 +95,6 @@ fn assets_dir() -> PathBuf {
         }
     }
     PathBuf::from(SYSTEM_ASSETS)
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 impl Assets {
@@ -122,8 +117,10 @@ impl Assets {
         let qemu = std::env::var_os(ENV_QEMU)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .or_else(|| find_in_path(QEMU_BINARY))
-            .unwrap_or_else(|| PathBuf::from(QEMU_BINARY));
+            .unwrap_or_else(|| {
+                crate::launch::locate("QEMU", Path::new(QEMU_BINARY), QEMU_HINT)
+                    .unwrap_or_else(|_| PathBuf::from(QEMU_BINARY))
+            });
         Assets {
             kernel,
             kernel_is_custom,

@@ -8,6 +8,7 @@
 //! - [`home`]: where state and boot assets live;
 //! - [`network`]: named networks, address leases, published ports, the
 //!   embedded DNS server and the egress firewall;
+//! - [`launch`]: the one way host helper processes (QEMU, daemons, the shim) are started;
 //! - [`manager`]: the operations the CLI and SDK call.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod copy;
 pub mod guest;
 pub mod home;
 pub mod image;
+pub mod launch;
 pub mod manager;
 pub mod network;
 pub mod rootfs;
@@ -30,20 +32,4 @@ pub fn sibling_binary(name: &str) -> std::path::PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join(name)))
         .unwrap_or_else(|| name.into())
-}
-
-/// Have the child `cmd` starts be SIGKILLed when the thread that started it
-/// exits (`PR_SET_PDEATHSIG`): a VM or daemon never outlives its owner.
-pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls prctl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }

@@ -3,11 +3,8 @@
 //! of their own.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use a3s_box_core::status::BoxStatus;
@@ -18,6 +15,7 @@ use a3s_box_core::spec::BoxSpec;
 use super::new_box_id;
 use super::supervise::{ShimRequest, CONTROL_SOCKET};
 use crate::home::Home;
+use crate::launch::{Environment, HelperSpec, Launcher, Lifetime, Stdio};
 use crate::state::{shim_alive, BoxRecord, BoxStore, Hold};
 
 /// Environment variable naming the shim binary.
@@ -106,42 +104,27 @@ impl BoxManager {
             s.stopped_by_user = false;
         })?;
         let (read_end, write_end) = std::io::pipe().map_err(|e| BoxError::io("pipe", e))?;
-        let shim = shim_binary();
-        let log = std::fs::File::create(record.dir.join("shim.log"))
-            .map_err(|e| BoxError::io("create shim log", e))?;
-        let write_fd = write_end.as_raw_fd();
-        let mut cmd = Command::new(&shim);
-        cmd.arg(&record.dir)
-            .env(ENV_READY_FD, READY_FD.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // SAFETY: runs in the forked child before exec; setsid and dup2 are
-        // async-signal-safe and touch only this process's descriptors.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::dup2(write_fd, READY_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BoxError::MissingAsset {
-                what: "a3s-box-shim",
-                path: shim.clone(),
-                hint: "install it beside a3s-box (make setup) or set A3S_BOX_SHIM",
-            },
-            _ => BoxError::io(format!("start {}", shim.display()), e),
-        })?;
-        drop(write_end);
-        drop(cmd);
+        // The shim still reads the runtime's settings (A3S_*) from its
+        // environment: it inherits ours.
+        let spec = HelperSpec::new(
+            "a3s-box-shim",
+            shim_binary(),
+            "install it beside a3s-box (make setup) or set A3S_BOX_SHIM",
+        )
+        .arg(&record.dir)
+        .env(Environment::inherit().set(ENV_READY_FD, READY_FD.to_string()))
+        .stderr(Stdio::File {
+            path: record.dir.join("shim.log"),
+            append: false,
+        })
+        .lifetime(Lifetime::Detached)
+        .fd(write_end.into(), READY_FD);
+        // Our end of the pipe's write side is closed once the shim runs, so
+        // the read below ends if the shim dies without a word.
+        let shim = Launcher::new().spawn(spec)?;
         // The shim is not our child for long: it outlives us. Reap it in the
         // background if it ends while we still run.
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
+        shim.reap_in_background();
         let mut line = String::new();
         BufReader::new(read_end)
             .read_line(&mut line)
@@ -266,8 +249,8 @@ impl BoxManager {
     }
 
     fn qmp(&self, record: &BoxRecord, command: &str) -> Result<()> {
-        let socket = record.dir.join(crate::vmm::qemu::cmdline::QMP_SOCKET);
-        crate::vmm::qemu::qmp::Qmp::connect(&socket)?.execute(command)?;
+        let socket = record.dir.join(crate::vmm::qemu::provider::QMP_SOCKET);
+        crate::vmm::qemu::qmp::execute_once(&socket, command, serde_json::Value::Null)?;
         Ok(())
     }
 

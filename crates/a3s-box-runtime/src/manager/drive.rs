@@ -11,9 +11,8 @@ use a3s_box_core::{BoxError, Result, VmHandler};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::mux::{Router, MAIN_PROCESS};
-use super::vm::{vm_error, Control, RunIo, EXIT_KILLED};
+use super::vm::{channel_lost, vm_error, Control, RunIo, EXIT_KILLED};
 use crate::guest::{CreditBatch, FrameReader, FrameWriter};
-use crate::vmm::qemu::QemuHandler;
 
 /// Frames from the guest, read by their own task; an error ends the stream.
 pub(super) type Frames = UnboundedReceiver<std::result::Result<Frame, String>>;
@@ -48,7 +47,7 @@ pub(super) struct Session<'a> {
     pub frames: Frames,
     pub writer: &'a mut FrameWriter,
     pub console: &'a Path,
-    pub vm: &'a mut QemuHandler,
+    pub vm: &'a mut dyn VmHandler,
     /// Output credit of the main process not yet returned.
     pub main_credit: CreditBatch,
 }
@@ -65,10 +64,15 @@ impl Session<'_> {
     }
 
     async fn send_frame(&mut self, frame: &Frame) -> Result<()> {
-        self.writer
-            .send(frame)
-            .await
-            .map_err(|e| vm_error(format!("lost the guest channel: {e}"), self.console))
+        match self.writer.send(frame).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.lost(format!("lost the guest channel: {e}")).await),
+        }
+    }
+
+    /// The guest channel broke: say why (see [`channel_lost`]).
+    async fn lost(&self, what: String) -> BoxError {
+        channel_lost(&*self.vm, what, self.console).await
     }
 
     /// The next frame from the guest (cancel-safe: frames are read by
@@ -76,14 +80,10 @@ impl Session<'_> {
     async fn next(&mut self) -> Result<Frame> {
         match self.frames.recv().await {
             Some(Ok(frame)) => Ok(frame),
-            Some(Err(e)) => Err(vm_error(
-                format!("bad frame from the guest: {e}"),
-                self.console,
-            )),
-            None => Err(vm_error(
-                "the VM stopped before the workload finished",
-                self.console,
-            )),
+            Some(Err(e)) => Err(self.lost(format!("bad frame from the guest: {e}")).await),
+            None => Err(self
+                .lost("the VM stopped before the workload finished".into())
+                .await),
         }
     }
 

@@ -40,6 +40,8 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const CLIENT_DRAIN: Duration = Duration::from_secs(2);
 /// How long an `--rm` box waits for a client that holds it before removal.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// Exit code of the starter when the box could not be started (Docker's 125).
+const EXIT_START_ERROR: i32 = 125;
 /// How often the supervisor checks that its box still exists.
 const DIR_WATCH: Duration = Duration::from_secs(2);
 
@@ -224,6 +226,13 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
         };
         if let Some(mut r) = ready.take() {
             let reason = error.clone().unwrap_or_else(|| sink.last_stderr.clone());
+            // An error of a3s-box (or its VM) before the workload ran is
+            // the starter's 125, as for a foreground run.
+            let code = if error.is_some() {
+                EXIT_START_ERROR
+            } else {
+                code
+            };
             let _ = writeln!(r, "fail {code} {reason}");
         }
         if started {

@@ -9,7 +9,7 @@ use a3s_box_core::guest::message::{
     BootSpec, DiskSpec, ProcessSpec, RootSpec, StorageSpec, WindowSize,
 };
 use a3s_box_core::guest::{Frame, StdStream};
-use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler};
+use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler, VmmProvider};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -20,10 +20,10 @@ use crate::guest;
 use crate::home::{Assets, Home};
 use crate::rootfs;
 use crate::storage::layer::LAYER_FSTYPE;
-use crate::storage::plan::plan as plan_storage;
+use crate::storage::plan::{plan as plan_storage, WRITABLE_SERIAL};
 use crate::storage::{virtiofs, StorageOptions};
 use crate::vmm::accel;
-use crate::vmm::qemu::cmdline::{fs_socket, WRITABLE_SERIAL};
+use crate::vmm::qemu::provider::fs_socket;
 use crate::vmm::qemu::{QemuConfig, QemuProvider};
 
 /// Time for QEMU to create its socket.
@@ -35,6 +35,9 @@ const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Console lines shown when the VM fails.
 const CONSOLE_TAIL_LINES: usize = 25;
+/// How long a broken guest channel waits for the VM process to be reaped
+/// (see [`channel_lost`]).
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
 /// Exit code recorded when the VM is killed (as for SIGKILL in Docker).
 pub const EXIT_KILLED: i32 = 128 + 9;
 
@@ -151,6 +154,32 @@ pub(super) fn vm_error(message: impl Into<String>, console: &Path) -> BoxError {
     }
 }
 
+/// The error for a VM process that is gone: the hypervisor's own reason
+/// when it failed, else the guest ended (powered off or panicked: the
+/// console tail says which).
+fn vm_gone(vm: &dyn VmHandler, console: &Path) -> BoxError {
+    vm_error(
+        vm.exit_reason()
+            .unwrap_or_else(|| "the VM stopped before the workload finished".into()),
+        console,
+    )
+}
+
+/// The error for a guest channel that broke (`what` says how). A VM
+/// process that died is the cause, not the transport: QEMU closes its
+/// sockets as it exits, a moment before its exit can be seen, so it is
+/// given [`EXIT_SETTLE`] to be reaped before the channel is blamed.
+pub(super) async fn channel_lost(vm: &dyn VmHandler, what: String, console: &Path) -> BoxError {
+    let deadline = Instant::now() + EXIT_SETTLE;
+    while vm.is_running() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    match vm.is_running() {
+        true => vm_error(what, console),
+        false => vm_gone(vm, console),
+    }
+}
+
 /// Boot a VM for box `id` (files in `dir`), run `opts`' command, and return
 /// its exit code (126/127 when it could not start, [`EXIT_KILLED`] when the
 /// VM was killed). Errors of a3s-box itself come back as `Err`.
@@ -164,10 +193,16 @@ pub async fn run_vm(
     let (executable, args) = opts
         .command
         .split_first()
-        .ok_or_else(|| BoxError::Config("no command given: add -- CMD [ARGS...]".into()))?;
+        .ok_or_else(|| BoxError::Invalid("no command given: add -- CMD [ARGS...]".into()))?;
     let assets = Assets::locate(opts.kernel.as_deref());
     let decision = accel::decide(opts.accel.parse()?, &accel::HostKvm::probe())?;
     tracing::debug!(accel = %decision.accel, reason = %decision.reason, "accelerator");
+    let mut config = QemuConfig::new(assets.qemu, assets.kernel, assets.initramfs, decision.accel);
+    if opts.debug {
+        config.extra_kernel_args.push("a3s.debug".into());
+    }
+    // What would make QEMU fail at once is said before any work is done.
+    QemuProvider::new(config.clone()).preflight(opts.vcpus, opts.memory_mib)?;
 
     let format: rootfs::RootfsFormat = match std::env::var("A3S_BOX_ROOTFS_FORMAT") {
         Ok(v) if !v.is_empty() => v.parse()?,
@@ -176,7 +211,7 @@ pub async fn run_vm(
     let image = rootfs::cached_image(&home.rootfs_cache_dir(), &opts.rootfs_dir, format)?;
     let socket = dir.join("agent.sock");
     if socket.as_os_str().len() > 100 {
-        return Err(BoxError::Config(format!(
+        return Err(BoxError::Invalid(format!(
             "state path {} is too long for a unix socket: set A3S_HOME to a shorter directory",
             socket.display()
         )));
@@ -200,21 +235,8 @@ pub async fn run_vm(
         fs_mounts: storage.fs_mounts.clone(),
         ..InstanceSpec::default()
     };
-    let provider = QemuProvider::new(
-        QemuConfig {
-            binary: assets.qemu,
-            kernel: assets.kernel,
-            initramfs: assets.initramfs,
-            accel: decision.accel,
-            extra_kernel_args: if opts.debug {
-                vec!["a3s.debug".into()]
-            } else {
-                vec![]
-            },
-            writable_disk: storage.writable_disk.clone(),
-        },
-        true,
-    );
+    config.extra_devices = storage.devices.clone();
+    let provider: Box<dyn VmmProvider> = Box::new(QemuProvider::new(config));
     tracing::debug!("rootfs image ready");
     let shares: Vec<_> = spec
         .fs_mounts
@@ -228,24 +250,21 @@ pub async fn run_vm(
         .collect();
     // Held until the VM is gone; the daemons die with it.
     let daemons = virtiofs::start(&shares, &dir.join("virtiofsd.log"))?;
-    let mut vm = provider.launch(&spec)?;
+    let mut vm = provider.start(&spec).await?;
     daemons.watch(vm.pid());
     tracing::debug!(pid = vm.pid(), "QEMU started");
-    let qemu_log = dir.join("qemu.log");
     let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
     let (reader, mut writer) = match connected {
         Ok(pair) => pair,
         Err(e) => {
+            // The connection is retried while QEMU runs: a QEMU that died
+            // is the reason, not the missing socket.
+            let err = match vm.is_running() {
+                true => e,
+                false => vm_gone(&*vm, &console),
+            };
             let _ = vm.stop(libc::SIGKILL, 0);
-            let qemu_says = log_tail(&qemu_log, 5);
-            return Err(if qemu_says.is_empty() {
-                e
-            } else {
-                BoxError::Vmm {
-                    message: format!("QEMU failed to start: {qemu_says}"),
-                    console_tail: None,
-                }
-            });
+            return Err(err);
         }
     };
 
@@ -271,7 +290,7 @@ pub async fn run_vm(
             builtin: opts.builtin,
         },
         storage: Some(Box::new(StorageSpec {
-            writable: storage.writable_disk.as_ref().map(|_| DiskSpec {
+            writable: storage.has_writable_disk().then(|| DiskSpec {
                 serial: WRITABLE_SERIAL.into(),
                 fstype: LAYER_FSTYPE.into(),
             }),
@@ -289,7 +308,7 @@ pub async fn run_vm(
         frames: super::drive::read_frames(reader),
         writer: &mut writer,
         console: &console,
-        vm: &mut vm,
+        vm: &mut *vm,
         main_credit: Default::default(),
     };
     let outcome = session.drive(boot, boot_timeout, io).await;

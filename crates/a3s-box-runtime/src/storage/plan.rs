@@ -1,6 +1,7 @@
-//! What one VM run is given for a box's storage: the writable layer's disk,
-//! the virtio-fs shares (bind mounts and volumes) and the mounts guest-init
-//! makes in the box.
+//! What one VM run is given for a box's storage: the writable layer's disk
+//! (a device of the VM plan), the virtio-fs shares (bind mounts and
+//! volumes, which the VMM contract's `fs_mounts` carry) and the mounts
+//! guest-init makes in the box.
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +12,29 @@ use super::layer::layer_of;
 use super::volumes::VolumeStore;
 use super::{MountKind, StorageError, StorageOptions};
 use crate::home::Home;
+use crate::vmm::plan::{BlockDevice, Device};
+
+/// virtio-blk serial of the writable layer's disk (the guest finds it by it).
+pub const WRITABLE_SERIAL: &str = "a3s-rw";
+
+/// The writable layer's disk: read-write, discards punch holes in the image.
+pub fn writable_disk(image: PathBuf) -> Device {
+    Device::Block(BlockDevice {
+        id: "rw".into(),
+        path: image,
+        read_only: false,
+        serial: WRITABLE_SERIAL.into(),
+        discard: true,
+    })
+}
 
 /// The storage of one VM run.
 #[derive(Debug, Clone, Default)]
 pub struct VmStorage {
-    /// The box's writable layer (stored boxes); `None`: a tmpfs upper layer.
-    pub writable_disk: Option<PathBuf>,
+    /// Devices of the VM for the box's storage, after the root disk: the
+    /// writable layer's disk ([`writable_disk`]) of a stored box. Without
+    /// it the upper layer is a tmpfs.
+    pub devices: Vec<Device>,
     /// Size cap of a tmpfs upper layer.
     pub tmpfs_upper_bytes: Option<u64>,
     /// The root is read-only.
@@ -30,10 +48,17 @@ pub struct VmStorage {
 }
 
 impl VmStorage {
+    /// Whether the box's writable layer is a disk (not a tmpfs).
+    pub fn has_writable_disk(&self) -> bool {
+        self.devices
+            .iter()
+            .any(|d| matches!(d, Device::Block(b) if b.serial == WRITABLE_SERIAL))
+    }
+
     /// Whether a hard stop of the VM could lose or tear data: it has a
     /// writable disk or host shares, so the guest must sync and power off.
     pub fn needs_clean_shutdown(&self) -> bool {
-        self.writable_disk.is_some() || !self.fs_mounts.is_empty()
+        self.has_writable_disk() || !self.fs_mounts.is_empty()
     }
 }
 
@@ -44,18 +69,18 @@ pub fn share_tag(index: usize) -> String {
 
 /// Plan the storage of the box in `box_dir` for one run.
 pub fn plan(home: &Home, box_dir: &Path, opts: &StorageOptions) -> Result<VmStorage, StorageError> {
-    let writable_disk = if opts.read_only {
+    let layer = if opts.read_only {
         None
     } else {
         layer_of(box_dir)
     };
     let mut out = VmStorage {
-        tmpfs_upper_bytes: if writable_disk.is_none() {
+        tmpfs_upper_bytes: if layer.is_none() {
             opts.size_bytes
         } else {
             None
         },
-        writable_disk,
+        devices: layer.into_iter().map(writable_disk).collect(),
         read_only: opts.read_only,
         ..VmStorage::default()
     };
@@ -177,7 +202,7 @@ mod tests {
             ],
         };
         let p = plan(&Home::at(home.path()), box_dir.path(), &opts).unwrap();
-        assert_eq!(p.writable_disk, None);
+        assert!(p.devices.is_empty() && !p.has_writable_disk());
         assert_eq!(p.tmpfs_upper_bytes, Some(64 << 20));
         assert_eq!(p.fs_mounts.len(), 2);
         assert_eq!(p.fs_mounts[0].tag, "a3s-fs0");
@@ -188,6 +213,25 @@ mod tests {
         assert!(p.needs_clean_shutdown());
         let populate: Vec<_> = p.mounts.iter().map(|m| m.populate).collect();
         assert_eq!(populate, [true, false, false], "only the new volume");
+    }
+
+    #[test]
+    fn a_stored_box_layer_becomes_the_writable_disk_device_unless_read_only() {
+        let home = tempfile::tempdir().unwrap();
+        let box_dir = tempfile::tempdir().unwrap();
+        let layer = box_dir.path().join(crate::storage::layer::LAYER_FILE);
+        std::fs::write(&layer, "").unwrap();
+        let home = Home::at(home.path());
+        let p = plan(&home, box_dir.path(), &StorageOptions::default()).unwrap();
+        assert_eq!(p.devices, [writable_disk(layer)]);
+        assert!(p.has_writable_disk() && p.needs_clean_shutdown());
+        assert!(matches!(&p.devices[0], Device::Block(b) if !b.read_only && b.discard));
+        let read_only = StorageOptions {
+            read_only: true,
+            ..StorageOptions::default()
+        };
+        let p = plan(&home, box_dir.path(), &read_only).unwrap();
+        assert!(p.devices.is_empty() && !p.needs_clean_shutdown());
     }
 
     #[test]

@@ -5,15 +5,13 @@
 //! into it, so the guest reaches nothing outside it; a read-only share is a
 //! read-only bind mount in the daemon's namespace, so even a compromised
 //! guest kernel cannot write it; a single host file is served as a one-file
-//! view. Each daemon dies with the process that started it
-//! (`PR_SET_PDEATHSIG`, like QEMU) and is killed when the VM ends
+//! view. Each daemon is started through the [`Launcher`], dies with the
+//! process that started it (like QEMU) and is killed when the VM ends
 //! ([`Daemons`]' drop).
 
-use std::fs::File;
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,11 +19,14 @@ use std::time::{Duration, Instant};
 use a3s_box_core::FsMount;
 
 use super::StorageError;
+use crate::launch::{Helper, HelperSpec, LaunchError, Launcher, Stdio};
 
 /// Environment variable naming the virtio-fs daemon (an `a3s-box-fs`).
 pub const ENV_VIRTIOFSD: &str = "A3S_BOX_VIRTIOFSD";
 /// Our daemon (crate `a3s-box-fs`), installed next to the CLI.
 const DAEMON: &str = "a3s-box-fs";
+/// What to do when the daemon is missing.
+const DAEMON_HINT: &str = "install a3s-box-fs beside a3s-box (make setup) or set A3S_BOX_VIRTIOFSD";
 /// How long a daemon gets to create its socket (slow, loaded hosts).
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(5);
@@ -36,7 +37,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// The running daemons of one VM; killed on drop.
 #[derive(Debug, Default)]
 pub struct Daemons {
-    children: Arc<Mutex<Vec<Child>>>,
+    children: Arc<Mutex<Vec<Helper>>>,
     done: Arc<AtomicBool>,
 }
 
@@ -63,7 +64,7 @@ impl Daemons {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .iter_mut()
-                    .any(|c| !matches!(c.try_wait(), Ok(None)));
+                    .any(|c| c.try_wait().is_some());
                 if died {
                     // A daemon also ends when QEMU does: only a VM that
                     // outlives its daemon is stopped.
@@ -90,7 +91,7 @@ impl Daemons {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Helper>> {
         self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -111,7 +112,6 @@ impl Drop for Daemons {
         self.done.store(true, Ordering::Relaxed);
         for child in self.lock().iter_mut() {
             let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
@@ -147,7 +147,7 @@ pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
         let mut child = spawn(share, socket, *seal_after_fill, log)?;
         let deadline = Instant::now() + SOCKET_WAIT;
         while !socket.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = child.try_wait() {
                 return Err(StorageError::Daemon {
                     path: share.host_path.clone(),
                     reason: format!("{status}: {}", crate::manager::log_tail(log, 3)),
@@ -155,7 +155,6 @@ pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let _ = child.wait();
                 return Err(StorageError::Daemon {
                     path: share.host_path.clone(),
                     reason: format!("no socket after {}s", SOCKET_WAIT.as_secs()),
@@ -168,48 +167,47 @@ pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
     Ok(daemons)
 }
 
-fn spawn(share: &FsMount, socket: &Path, seal: bool, log: &Path) -> Result<Child, StorageError> {
-    let log_file = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(StorageError::io("open", log))?;
-    let mut cmd = Command::new(binary());
-    cmd.arg("--socket-path")
-        .arg(socket)
-        // Page cache kept; names and attributes trusted for 0.1 s only, so a
-        // write by the host or another box is seen at the next open at most
-        // 0.1 s later. (0 made small-file work 2-4x slower under TCG, 1 s let
-        // a reader see a stale size for a second.)
-        .args(["--cache-timeout-ms", "100"]);
+fn spawn(share: &FsMount, socket: &Path, seal: bool, log: &Path) -> Result<Helper, StorageError> {
+    let mut args: Vec<OsString> = vec!["--socket-path".into(), socket.into()];
+    // Page cache kept; names and attributes trusted for 0.1 s only, so a
+    // write by the host or another box is seen at the next open at most
+    // 0.1 s later. (0 made small-file work 2-4x slower under TCG, 1 s let
+    // a reader see a stale size for a second.)
+    args.extend(["--cache-timeout-ms".into(), "100".into()]);
     if share.host_path.is_file() {
         // A single file: the daemon mounts a one-file view on an empty
         // directory of the box (in its own mount namespace only).
         let view = socket.with_extension("view");
         std::fs::create_dir_all(&view).map_err(StorageError::io("create", &view))?;
-        cmd.arg("--shared-dir")
-            .arg(&view)
-            .arg("--file")
-            .arg(&share.host_path);
+        args.extend([
+            "--shared-dir".into(),
+            view.into(),
+            "--file".into(),
+            share.host_path.clone().into(),
+        ]);
     } else {
-        cmd.arg("--shared-dir").arg(&share.host_path);
+        args.extend(["--shared-dir".into(), share.host_path.clone().into()]);
     }
     if seal {
-        cmd.arg("--seal-after-fill");
+        args.push("--seal-after-fill".into());
     } else if share.read_only {
-        cmd.arg("--read-only");
+        args.push("--read-only".into());
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .process_group(0);
-    crate::die_with_parent(&mut cmd);
-    cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => StorageError::MissingTool {
-            tool: binary().display().to_string(),
-            package: "a3s-box-fs",
+    let spec = HelperSpec::new(DAEMON, binary(), DAEMON_HINT)
+        .args(args)
+        .stderr(Stdio::File {
+            path: log.to_path_buf(),
+            append: true,
+        });
+    Launcher::new().spawn(spec).map_err(|e| match e {
+        LaunchError::NotFound { path, .. } => StorageError::MissingTool {
+            tool: path.display().to_string(),
+            package: DAEMON,
         },
-        _ => StorageError::io("start", binary())(e),
+        other => StorageError::Daemon {
+            path: share.host_path.clone(),
+            reason: other.to_string(),
+        },
     })
 }
 

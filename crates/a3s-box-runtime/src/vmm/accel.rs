@@ -50,7 +50,7 @@ impl FromStr for AccelChoice {
             "auto" | "" => Ok(AccelChoice::Auto),
             "kvm" => Ok(AccelChoice::Force(Accel::Kvm)),
             "tcg" => Ok(AccelChoice::Force(Accel::Tcg)),
-            other => Err(BoxError::Config(format!(
+            other => Err(BoxError::Invalid(format!(
                 "unknown accelerator {other:?}: use auto, kvm or tcg"
             ))),
         }
@@ -117,7 +117,7 @@ pub fn decide(choice: AccelChoice, host: &HostKvm) -> Result<AccelDecision, BoxE
                     .into()
             },
         }),
-        AccelChoice::Force(Accel::Kvm) => Err(BoxError::Config(
+        AccelChoice::Force(Accel::Kvm) => Err(BoxError::Unavailable(
             "--accel kvm: /dev/kvm is missing or not read-write for this user; use --accel tcg or auto"
                 .into(),
         )),

@@ -1,48 +1,103 @@
-//! A running QEMU process and its [`VmHandler`].
+//! A running QEMU process, its [`VmHandler`], and its own output (the
+//! reason it gives when it fails).
 
 use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use a3s_box_core::time::now_rfc3339;
 use a3s_box_core::{BoxError, Result, VmHandler, VmMetrics};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::cmdline::QemuArgs;
+use super::provider::QEMU_HINT;
+use crate::launch::{exit_code, Helper, HelperSpec, Launcher, Stdio};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// A log bigger than this is moved to `<log>.1` at the next start.
+const LOG_ROTATE_BYTES: u64 = 256 * 1024;
+/// First line of each start's section in the log.
+const SECTION_MARK: &str = "--- a3s-box: QEMU started at ";
 
-/// Spawn QEMU. Its stdout/stderr go to `log` (QEMU's own diagnostics; the
-/// guest console goes where the command line says). It runs in its own
-/// process group, so a terminal's Ctrl-C reaches us (to forward to the
-/// workload) and not QEMU; with `die_with_parent` it is killed when the
-/// spawning thread's process dies.
-pub fn spawn(args: &QemuArgs, log: &Path, die_with_parent: bool) -> Result<Child> {
-    let log_file =
-        File::create(log).map_err(|e| BoxError::io(format!("create {}", log.display()), e))?;
-    let log_err = log_file
-        .try_clone()
-        .map_err(|e| BoxError::io("duplicate QEMU log handle", e))?;
-    let mut cmd = Command::new(&args.program);
-    cmd.args(&args.args)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err)
-        .process_group(0);
-    if die_with_parent {
-        crate::die_with_parent(&mut cmd);
+/// QEMU's stdout and stderr of one start: a section appended to the box's
+/// `qemu.log`, headed by the time and the command line.
+#[derive(Debug, Clone)]
+pub struct QemuLog {
+    path: PathBuf,
+    /// Where this start's output begins.
+    start: u64,
+}
+
+impl QemuLog {
+    /// Open a new section of `path` for a start of `args`.
+    pub fn begin(path: &Path, args: &QemuArgs) -> Result<Self> {
+        let io = |what: &str| {
+            let what = format!("{what} {}", path.display());
+            move |e| BoxError::io(what, e)
+        };
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+            std::fs::rename(path, path.with_extension("log.1")).map_err(io("rotate"))?;
+        }
+        let mut file = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io("open"))?;
+        writeln!(
+            file,
+            "{SECTION_MARK}{} ---\n$ {}",
+            now_rfc3339(),
+            args.to_shell()
+        )
+        .map_err(io("write"))?;
+        let start = file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        Ok(QemuLog {
+            path: path.to_path_buf(),
+            start,
+        })
     }
-    cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => BoxError::MissingAsset {
-            what: "QEMU",
-            path: args.program.clone(),
-            hint: "install qemu-system-x86 (make setup) or set A3S_BOX_QEMU",
-        },
-        _ => BoxError::io(format!("start {}", args.program.display()), e),
-    })
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What QEMU wrote in this start.
+    pub fn output(&self) -> String {
+        let mut text = Vec::new();
+        if let Ok(mut file) = File::open(&self.path) {
+            if file.seek(SeekFrom::Start(self.start)).is_ok() {
+                let _ = file.take(LOG_ROTATE_BYTES).read_to_end(&mut text);
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+}
+
+/// The line of QEMU's output that says why it failed: the last error, else
+/// the last line; without the program's name in front.
+pub fn reason_line(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| !l.contains("warning:"))
+        .or(lines.last())?;
+    // "qemu-system-x86_64: -drive …: msg" / "qemu: msg": the name adds nothing.
+    let line = match line.split_once(": ") {
+        Some((program, rest)) if program.starts_with("qemu") && !program.contains(' ') => rest,
+        _ => line,
+    };
+    Some(line.to_string())
 }
 
 /// CPU time of a process in clock ticks (utime + stime), from /proc.
@@ -74,44 +129,71 @@ pub(crate) fn ticks_per_second() -> f64 {
     }
 }
 
-/// Handler of a QEMU process this process spawned.
+/// Handler of a QEMU process this process spawned (killed when dropped).
 #[derive(Debug)]
 pub struct QemuHandler {
     pid: u32,
-    child: Mutex<Child>,
-    exit_code: Mutex<Option<i32>>,
+    program: PathBuf,
+    helper: Mutex<Helper>,
+    exit: Mutex<Option<ExitStatus>>,
+    log: QemuLog,
     last_sample: Mutex<Option<(Instant, u64)>>,
 }
 
 impl QemuHandler {
-    /// Take ownership of a spawned QEMU.
-    pub fn new(child: Child) -> Self {
-        QemuHandler {
-            pid: child.id(),
-            child: Mutex::new(child),
-            exit_code: Mutex::new(None),
-            last_sample: Mutex::new(None),
+    /// Start `args` through `launcher`, its output going to `log`, with
+    /// `fds` inherited at their target numbers.
+    pub fn spawn(
+        launcher: &Launcher,
+        args: &QemuArgs,
+        log: QemuLog,
+        fds: Vec<(OwnedFd, RawFd)>,
+    ) -> Result<Self> {
+        let out = Stdio::File {
+            path: log.path.clone(),
+            append: true,
+        };
+        let mut spec = HelperSpec::new("QEMU", &args.program, QEMU_HINT)
+            .args(&args.args)
+            .stdout(out.clone())
+            .stderr(out);
+        for (fd, target) in fds {
+            spec = spec.fd(fd, target);
         }
+        let helper = launcher.spawn(spec)?;
+        Ok(QemuHandler {
+            pid: helper.pid(),
+            program: args.program.clone(),
+            helper: Mutex::new(helper),
+            exit: Mutex::new(None),
+            log,
+            last_sample: Mutex::new(None),
+        })
     }
 
-    /// Reap QEMU if it has exited; returns its exit code then.
-    pub fn try_wait(&self) -> Option<i32> {
-        let mut code = self.exit_code.lock().unwrap_or_else(|p| p.into_inner());
-        if code.is_none() {
-            let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-            if let Ok(Some(status)) = child.try_wait() {
-                *code = Some(exit_status_code(status));
+    /// QEMU's exit status once it has exited (reaping it).
+    pub fn try_wait(&self) -> Option<ExitStatus> {
+        let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        if exit.is_none() {
+            let status = self
+                .helper
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_wait();
+            if let Some(status) = status {
+                self.exited(status);
+                *exit = Some(status);
             }
         }
-        *code
+        *exit
     }
 
     /// Wait up to `timeout` for QEMU to exit by itself.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(code) = self.try_wait() {
-                return Some(code);
+            if let Some(status) = self.try_wait() {
+                return Some(status);
             }
             if Instant::now() >= deadline {
                 return None;
@@ -119,13 +201,23 @@ impl QemuHandler {
             std::thread::sleep(POLL_INTERVAL);
         }
     }
-}
 
-fn exit_status_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    /// The log of this start.
+    pub fn log(&self) -> &QemuLog {
+        &self.log
+    }
+
+    fn exited(&self, status: ExitStatus) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        tracing::debug!(
+            pid = self.pid,
+            code = exit_code(status),
+            output = %self.log.output().trim_end(),
+            "QEMU exited"
+        );
+    }
 }
 
 impl VmHandler for QemuHandler {
@@ -133,23 +225,26 @@ impl VmHandler for QemuHandler {
         if self.try_wait().is_some() {
             return Ok(());
         }
-        let pid = Pid::from_raw(self.pid as i32);
         let sig = Signal::try_from(signal)
-            .map_err(|_| BoxError::Config(format!("invalid signal number {signal}")))?;
-        // ESRCH means it is already gone; the wait below reaps it.
-        let _ = kill(pid, sig);
+            .map_err(|_| BoxError::Invalid(format!("invalid signal number {signal}")))?;
+        self.helper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .signal(sig);
         if self
             .wait_timeout(Duration::from_millis(timeout_ms))
             .is_some()
         {
             return Ok(());
         }
-        let _ = kill(pid, Signal::SIGKILL);
-        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        let status = child
-            .wait()
+        let status = self
+            .helper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kill()
             .map_err(|e| BoxError::io(format!("wait for QEMU (pid {})", self.pid), e))?;
-        *self.exit_code.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_status_code(status));
+        self.exited(status);
+        *self.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
         Ok(())
     }
 
@@ -182,17 +277,31 @@ impl VmHandler for QemuHandler {
     }
 
     fn exit_code(&self) -> Option<i32> {
-        *self.exit_code.lock().unwrap_or_else(|p| p.into_inner())
+        self.exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(exit_code)
     }
-}
 
-impl Drop for QemuHandler {
-    fn drop(&mut self) {
-        if self.try_wait().is_none() {
-            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-            let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = child.wait();
+    /// QEMU's failure in its own words: its exit status and the line of its
+    /// output that says why. `None` after a clean exit (the guest powered
+    /// off, or panicked and QEMU quit as `-no-reboot` asks).
+    fn exit_reason(&self) -> Option<String> {
+        let status = (*self.exit.lock().unwrap_or_else(|p| p.into_inner()))?;
+        if status.success() {
+            return None;
         }
+        let said = reason_line(&self.log.output());
+        Some(match (status.signal(), said) {
+            (Some(sig), Some(line)) => format!("QEMU was killed by signal {sig}: {line}"),
+            (Some(sig), None) => format!("QEMU was killed by signal {sig}"),
+            (None, Some(line)) => format!("QEMU exited with code {}: {line}", exit_code(status)),
+            (None, None) => format!(
+                "QEMU ({}) exited with code {} without a message: is it qemu-system-x86_64?",
+                self.program.display(),
+                exit_code(status),
+            ),
+        })
     }
 }
 
@@ -200,32 +309,33 @@ impl Drop for QemuHandler {
 mod tests {
     use super::*;
 
-    fn sleeper(secs: &str, trap_term: bool) -> QemuHandler {
-        let script = if trap_term {
-            format!("trap '' TERM; sleep {secs}")
-        } else {
-            format!("sleep {secs}")
-        };
-        let dir = tempfile::tempdir().unwrap();
+    fn sleeper(dir: &Path, script: &str) -> QemuHandler {
         let args = QemuArgs {
             program: "/bin/sh".into(),
-            args: vec!["-c".into(), script],
+            args: vec!["-c".into(), script.into()],
         };
-        QemuHandler::new(spawn(&args, &dir.path().join("log"), true).unwrap())
+        let log = QemuLog::begin(&dir.join("qemu.log"), &args).unwrap();
+        QemuHandler::spawn(&Launcher::new(), &args, log, Vec::new()).unwrap()
     }
 
     #[test]
     fn stop_with_signal_reports_exit() {
-        let mut h = sleeper("30", false);
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = sleeper(dir.path(), "sleep 30");
         assert!(h.is_running());
         h.stop(15, 5_000).unwrap();
         assert!(!h.is_running());
         assert_eq!(h.exit_code(), Some(128 + 15));
+        assert_eq!(
+            h.exit_reason().as_deref(),
+            Some("QEMU was killed by signal 15")
+        );
     }
 
     #[test]
     fn stop_escalates_to_sigkill_after_timeout() {
-        let mut h = sleeper("30", true);
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = sleeper(dir.path(), "trap '' TERM; sleep 30");
         std::thread::sleep(Duration::from_millis(100));
         let start = Instant::now();
         h.stop(15, 300).unwrap();
@@ -235,7 +345,8 @@ mod tests {
 
     #[test]
     fn metrics_report_rss_and_cpu_after_two_samples() {
-        let h = sleeper("30", false);
+        let dir = tempfile::tempdir().unwrap();
+        let h = sleeper(dir.path(), "sleep 30");
         assert!(h.metrics().memory_bytes.unwrap() > 0);
         std::thread::sleep(Duration::from_millis(50));
         assert!(h.metrics().cpu_percent.is_some());
@@ -243,13 +354,65 @@ mod tests {
     }
 
     #[test]
-    fn missing_program_is_a_clear_error() {
+    fn the_reason_is_the_last_line_of_this_start_only() {
         let dir = tempfile::tempdir().unwrap();
+        let first = sleeper(
+            dir.path(),
+            "echo 'qemu-system-x86_64: old failure' >&2; exit 1",
+        );
+        first.wait_timeout(Duration::from_secs(10)).unwrap();
+        let h = sleeper(
+            dir.path(),
+            "echo 'qemu-system-x86_64: warning: whatever' >&2; \
+             echo 'qemu-system-x86_64: cannot set up guest memory: Cannot allocate memory' >&2; \
+             echo 'qemu-system-x86_64: warning: later' >&2; exit 1",
+        );
+        h.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            h.exit_reason().unwrap(),
+            "QEMU exited with code 1: cannot set up guest memory: Cannot allocate memory"
+        );
+        let silent = sleeper(dir.path(), "exit 1");
+        silent.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert!(silent.exit_reason().unwrap().contains("without a message"));
+        let clean = sleeper(dir.path(), "echo bye; exit 0");
+        clean.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(clean.exit_reason(), None);
+        // Every start has its section, headed by its command line.
+        let log = std::fs::read_to_string(dir.path().join("qemu.log")).unwrap();
+        assert_eq!(log.matches(SECTION_MARK).count(), 4);
+        assert!(log.contains("$ /bin/sh -c 'exit 1'"), "{log}");
+    }
+
+    #[test]
+    fn reason_lines() {
+        assert_eq!(
+            reason_line("qemu: invalid kernel header\n").as_deref(),
+            Some("invalid kernel header")
+        );
+        assert_eq!(reason_line("\n\n"), None);
+        assert_eq!(
+            reason_line("qemu-system-x86_64: warning: only this\n").as_deref(),
+            Some("warning: only this")
+        );
+        assert_eq!(
+            reason_line("some other: text").as_deref(),
+            Some("some other: text")
+        );
+    }
+
+    #[test]
+    fn a_big_log_is_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.log");
+        std::fs::write(&path, vec![b'x'; LOG_ROTATE_BYTES as usize + 1]).unwrap();
         let args = QemuArgs {
-            program: "/nonexistent/qemu".into(),
+            program: "/bin/true".into(),
             args: vec![],
         };
-        let err = spawn(&args, &dir.path().join("log"), false).unwrap_err();
-        assert!(err.to_string().contains("QEMU not found"), "{err}");
+        let log = QemuLog::begin(&path, &args).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < 200);
+        assert!(dir.path().join("qemu.log.1").exists());
+        assert_eq!(log.output(), "");
     }
 }
