@@ -82,6 +82,9 @@ pub struct EngineConfig {
     pub insecure_registries: Vec<String>,
     /// Docker's credentials file, read for registries we have no login for.
     pub docker_config: Option<PathBuf>,
+    /// The environment every helper process starts with: the front end's
+    /// values of [`crate::launch::ENV_ALLOW`] (search path, locale, ...).
+    pub helper_env: Vec<(String, String)>,
 }
 
 /// The settings of `$A3S_HOME/config.json` the engine uses.
@@ -122,6 +125,7 @@ impl EngineConfig {
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             insecure_registries: Vec::new(),
             docker_config: None,
+            helper_env: Vec::new(),
         }
     }
 
@@ -189,8 +193,27 @@ impl EngineConfig {
             Some(dir) => Some(PathBuf::from(dir).join("config.json")),
             None => var("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")),
         };
+        config.helper_env = crate::launch::ENV_ALLOW
+            .iter()
+            .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
+            .collect();
         config.read_home_settings()?;
         Ok(config)
+    }
+
+    /// The launcher of this host's helpers.
+    pub fn launcher(&self) -> crate::launch::Launcher {
+        crate::launch::Launcher::with_env(
+            self.helper_env
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// The state home.
+    pub fn home_dir(&self) -> crate::home::Home {
+        crate::home::Home::at(&self.home)
     }
 
     /// Add registries allowed over plain HTTP (flags, settings).

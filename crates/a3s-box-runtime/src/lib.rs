@@ -23,13 +23,3 @@ pub mod rootfs;
 pub mod state;
 pub mod storage;
 pub mod vmm;
-
-/// The A3S Box program `name` installed next to the running one (the CLI,
-/// the shim and the virtio-fs daemon ship together), or `name` for a `PATH`
-/// lookup when the running program's path is unknown.
-pub fn sibling_binary(name: &str) -> std::path::PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(name)))
-        .unwrap_or_else(|| name.into())
-}

@@ -25,14 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BOX_ERROR);
         }
     };
-    if !cli.insecure_registries.is_empty() {
-        let mut list = cli.insecure_registries.join(",");
-        if let Ok(existing) = std::env::var(a3s_box_runtime::manager::ENV_INSECURE_REGISTRIES) {
-            list = format!("{existing},{list}");
-        }
-        // Still single-threaded here: nothing else reads the environment yet.
-        std::env::set_var(a3s_box_runtime::manager::ENV_INSECURE_REGISTRIES, list);
-    }
+    commands::set_insecure_registries(cli.insecure_registries.clone());
     tracing_subscriber::fmt()
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_env_filter(

@@ -11,9 +11,9 @@
 //!   allow-list [`ENV_ALLOW`] (search path, locale, time zone, temporary
 //!   directory, Rust logging) plus the variables its spec names: whatever a
 //!   helper reads from the environment is visible in its spec.
-//!   [`Environment::inherit`] passes ours on whole; only the shim uses it,
-//!   because it still reads the runtime's `A3S_*` settings from its
-//!   environment (until it reads them from the sandbox directory).
+//!   The allow-listed values are the front end's, captured once into the
+//!   engine's config ([`Launcher::with_env`]): the engine itself reads no
+//!   environment. [`Environment::inherit`] passes ours on whole (tests).
 //! - **Lifetime.** [`Lifetime::DieWithParent`]: its own process group (a
 //!   terminal's Ctrl-C reaches us, not it) and `PR_SET_PDEATHSIG`, so it is
 //!   SIGKILLed when the *thread* that spawned it exits; spawn from a thread
@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use a3s_box_core::BoxError;
 
 pub use helper::{exit_code, Helper};
-pub use spawn::{locate, Launcher};
+pub use spawn::{locate_in, Launcher};
 
 /// Variables a helper inherits from us even with a clean environment.
 pub const ENV_ALLOW: &[&str] = &[

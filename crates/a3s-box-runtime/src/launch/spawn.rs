@@ -7,19 +7,44 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Helper, HelperSpec, LaunchError, Lifetime, Stdio, ENV_ALLOW};
+use std::ffi::OsString;
 
-/// Starts helper processes (see the module documentation). It holds no state
-/// yet; cgroup placement and default limits will live here.
+use super::{Helper, HelperSpec, LaunchError, Lifetime, Stdio};
+
+/// Starts helper processes (see the module documentation). It holds the
+/// base environment every helper gets (the front end's [`ENV_ALLOW`]
+/// variables, captured once into the engine's config); cgroup placement and
+/// default limits will live here.
 #[derive(Debug, Clone, Default)]
 pub struct Launcher {
-    _private: (),
+    base_env: Vec<(OsString, OsString)>,
 }
 
 impl Launcher {
-    /// A launcher.
+    /// A launcher whose helpers get no base environment.
     pub fn new() -> Self {
         Launcher::default()
+    }
+
+    /// A launcher whose helpers get `base_env` (and their spec's variables).
+    pub fn with_env(base_env: Vec<(OsString, OsString)>) -> Self {
+        Launcher { base_env }
+    }
+
+    /// `program` as it will be run: a bare name is looked up in the base
+    /// environment's `PATH`. Missing or not runnable: an error with `hint`.
+    pub fn locate(
+        &self,
+        name: &'static str,
+        program: &Path,
+        hint: &'static str,
+    ) -> Result<PathBuf, LaunchError> {
+        let path = self
+            .base_env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone());
+        locate_in(path.as_deref(), name, program, hint)
     }
 
     /// Start `spec`. The program is checked first (missing, not
@@ -31,15 +56,13 @@ impl Launcher {
             match jail {}
         }
         let name = spec.name;
-        let program = locate(name, &spec.program, spec.hint)?;
+        let program = self.locate(name, &spec.program, spec.hint)?;
         let mut cmd = Command::new(&program);
         cmd.args(&spec.args);
         if !spec.env.inherit_all {
             cmd.env_clear();
-            for key in ENV_ALLOW {
-                if let Some(value) = std::env::var_os(key) {
-                    cmd.env(key, value);
-                }
+            for (key, value) in &self.base_env {
+                cmd.env(key, value);
             }
         }
         for (key, value) in &spec.env.vars {
@@ -143,8 +166,10 @@ fn cloexec_from(first: RawFd, limit: RawFd) {
 }
 
 /// The program `program` of helper `name` as it will be run: a bare name is
-/// looked up in our `PATH`. Missing or not runnable: an error with `hint`.
-pub fn locate(
+/// looked up in `search_path` (a `PATH` value). Missing or not runnable: an
+/// error with `hint`.
+pub fn locate_in(
+    search_path: Option<&std::ffi::OsStr>,
     name: &'static str,
     program: &Path,
     hint: &'static str,
@@ -152,9 +177,9 @@ pub fn locate(
     let path = if program.as_os_str().as_bytes().contains(&b'/') {
         program.to_path_buf()
     } else {
-        std::env::var_os("PATH")
+        search_path
             .and_then(|paths| {
-                std::env::split_paths(&paths)
+                std::env::split_paths(paths)
                     .map(|dir| dir.join(program))
                     .find(|p| p.is_file())
             })

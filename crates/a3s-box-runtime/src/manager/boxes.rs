@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use a3s_box_core::status::BoxStatus;
@@ -14,12 +15,10 @@ use a3s_box_core::spec::BoxSpec;
 
 use super::new_box_id;
 use super::supervise::{ShimRequest, CONTROL_SOCKET};
-use crate::home::Home;
-use crate::launch::{Environment, HelperSpec, Launcher, Lifetime, Stdio};
+use crate::config::EngineConfig;
+use crate::launch::{Environment, HelperSpec, Lifetime, Stdio};
 use crate::state::{shim_alive, BoxRecord, BoxStore, Hold};
 
-/// Environment variable naming the shim binary.
-pub const ENV_SHIM: &str = "A3S_BOX_SHIM";
 /// Descriptor on which the shim reports the first start (`ok` / `fail CODE REASON`).
 pub const READY_FD: i32 = 3;
 /// Environment variable telling the shim it has a ready descriptor.
@@ -46,22 +45,23 @@ pub struct StartError {
 pub struct BoxManager {
     store: BoxStore,
     layer_cache: PathBuf,
-}
-
-fn shim_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os(ENV_SHIM).filter(|v| !v.is_empty()) {
-        return p.into();
-    }
-    crate::sibling_binary("a3s-box-shim")
+    config: Arc<EngineConfig>,
 }
 
 impl BoxManager {
-    /// Manager of `home`'s boxes.
-    pub fn new(home: &Home) -> Self {
+    /// Manager of the boxes of `config`'s home.
+    pub fn new(config: Arc<EngineConfig>) -> Self {
+        let home = config.home_dir();
         BoxManager {
-            store: BoxStore::new(home),
+            store: BoxStore::new(&home),
             layer_cache: home.layer_cache_dir(),
+            config,
         }
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// The store.
@@ -103,16 +103,16 @@ impl BoxManager {
         self.store.update_dir(&record.dir, |s| {
             s.stopped_by_user = false;
         })?;
+        // The shim reads the engine's settings from the box directory.
+        self.config.write_to(&record.dir)?;
         let (read_end, write_end) = std::io::pipe().map_err(|e| BoxError::io("pipe", e))?;
-        // The shim still reads the runtime's settings (A3S_*) from its
-        // environment: it inherits ours.
         let spec = HelperSpec::new(
             "a3s-box-shim",
-            shim_binary(),
+            &self.config.shim,
             "install it beside a3s-box (make setup) or set A3S_BOX_SHIM",
         )
         .arg(&record.dir)
-        .env(Environment::inherit().set(ENV_READY_FD, READY_FD.to_string()))
+        .env(Environment::clean().set(ENV_READY_FD, READY_FD.to_string()))
         .stderr(Stdio::File {
             path: record.dir.join("shim.log"),
             append: false,
@@ -121,7 +121,7 @@ impl BoxManager {
         .fd(write_end.into(), READY_FD);
         // Our end of the pipe's write side is closed once the shim runs, so
         // the read below ends if the shim dies without a word.
-        let shim = Launcher::new().spawn(spec)?;
+        let shim = self.config.launcher().spawn(spec)?;
         // The shim is not our child for long: it outlives us. Reap it in the
         // background if it ends while we still run.
         shim.reap_in_background();

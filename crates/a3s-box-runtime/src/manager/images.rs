@@ -33,6 +33,7 @@ use std::str::FromStr;
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::ImageManifest;
 
+use crate::config::EngineConfig;
 use crate::home::Home;
 use crate::image::config::{ConfigError, ImageConfig};
 use crate::image::digest::Digest;
@@ -49,10 +50,6 @@ pub use gc::{PruneReport, Removed};
 pub use load::LoadedImage;
 pub use progress::human_size;
 
-/// Comma-separated registries (`host[:port]`) that may be reached over plain HTTP.
-pub const ENV_INSECURE_REGISTRIES: &str = "A3S_BOX_INSECURE_REGISTRIES";
-/// User settings in `$A3S_HOME` (`insecure-registries`).
-pub const CONFIG_FILE: &str = "config.json";
 /// Credentials written by `a3s-box login`, under the home.
 pub const AUTH_FILE: &str = "auth.json";
 /// Shortest hex prefix accepted as an image id.
@@ -228,20 +225,26 @@ pub struct ImageManager {
     root: PathBuf,
     store: Store,
     progress: bool,
+    insecure_registries: Vec<String>,
+    docker_config: Option<PathBuf>,
 }
 
 impl ImageManager {
-    /// Open (creating) `$A3S_HOME/images`.
-    pub fn new(home: &Home) -> Result<Self> {
+    /// Open (creating) `$A3S_HOME/images` of `config`'s home; registries
+    /// are reached with `config`'s settings.
+    pub fn new(config: &EngineConfig) -> Result<Self> {
+        let home = config.home_dir();
         let root = home.root().join(IMAGES_DIR);
         let store = Store::open(root.join(STORE_DIR))?;
         let rootfs = root.join(ROOTFS_DIR);
         fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
         Ok(Self {
-            home: home.clone(),
+            home,
             root,
             store,
             progress: false,
+            insecure_registries: config.insecure_registries.clone(),
+            docker_config: config.docker_config.clone(),
         })
     }
 
@@ -263,44 +266,17 @@ impl ImageManager {
 
     /// Our credentials file, with Docker's `config.json` as fallback.
     pub fn credentials(&self) -> CredentialStore {
-        CredentialStore::new(
-            self.home.root().join(AUTH_FILE),
-            CredentialStore::default_docker_config(),
-        )
+        CredentialStore::new(self.home.root().join(AUTH_FILE), self.docker_config.clone())
     }
 
-    /// Registries the user marked insecure (plain HTTP allowed): the
-    /// `insecure-registries` list of `$A3S_HOME/config.json` (Docker's
-    /// daemon.json key) plus `A3S_BOX_INSECURE_REGISTRIES` (comma-separated,
-    /// also set by the `--insecure-registry` flag).
-    pub fn insecure_registries(&self) -> Vec<String> {
-        let mut list: Vec<String> = std::env::var(ENV_INSECURE_REGISTRIES)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let config = self.home.root().join(CONFIG_FILE);
-        if let Ok(bytes) = fs::read(&config) {
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(v) => list.extend(
-                    v["insecure-registries"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|r| r.as_str().map(str::to_owned)),
-                ),
-                Err(e) => tracing::warn!("ignoring {}: {e}", config.display()),
-            }
-        }
-        list
+    /// Registries the user marked insecure (plain HTTP allowed).
+    pub fn insecure_registries(&self) -> &[String] {
+        &self.insecure_registries
     }
 
     fn client(&self) -> Result<RegistryClient> {
-        let insecure_registries = self.insecure_registries();
         Ok(RegistryClient::new(ClientOptions {
-            insecure_registries,
+            insecure_registries: self.insecure_registries.clone(),
             credentials: Some(self.credentials()),
         })?)
     }
@@ -467,27 +443,5 @@ mod tests {
         assert_eq!("always".parse::<PullPolicy>().unwrap(), PullPolicy::Always);
         assert_eq!(PullPolicy::default(), PullPolicy::Missing);
         assert!("sometimes".parse::<PullPolicy>().is_err());
-    }
-
-    #[test]
-    fn insecure_registries_come_from_the_config_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::at(dir.path());
-        let m = ImageManager::new(&home).unwrap();
-        let before = m.insecure_registries().len();
-        fs::write(
-            dir.path().join(CONFIG_FILE),
-            r#"{"insecure-registries": ["reg.internal:5000", "10.1.2.3"]}"#,
-        )
-        .unwrap();
-        let list = m.insecure_registries();
-        assert_eq!(list.len(), before + 2);
-        assert!(list.contains(&"reg.internal:5000".to_string()));
-        fs::write(dir.path().join(CONFIG_FILE), "{not json").unwrap();
-        assert_eq!(
-            m.insecure_registries().len(),
-            before,
-            "a bad file adds nothing"
-        );
     }
 }

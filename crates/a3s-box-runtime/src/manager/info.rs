@@ -6,7 +6,7 @@ use std::process::Command;
 use a3s_box_core::Result;
 use serde::Serialize;
 
-use crate::home::{Assets, Home};
+use crate::config::EngineConfig;
 use crate::vmm::{accel, AccelChoice, AccelDecision};
 
 /// Facts about the host and the boot assets.
@@ -63,20 +63,29 @@ fn qemu_version(qemu: &Path) -> Option<String> {
 }
 
 /// Gather [`Info`].
-pub fn info(home: &Home, kernel_flag: Option<&Path>, choice: AccelChoice) -> Result<Info> {
-    let assets = Assets::locate(kernel_flag);
+pub fn info(
+    config: &EngineConfig,
+    kernel_flag: Option<&Path>,
+    choice: AccelChoice,
+) -> Result<Info> {
+    let (kernel, kernel_is_custom) = config.kernel_for(kernel_flag);
+    let initramfs = config.initramfs_path();
+    let qemu = config
+        .launcher()
+        .locate("QEMU", &config.qemu, crate::vmm::qemu::provider::QEMU_HINT)
+        .unwrap_or_else(|_| config.qemu.clone());
     let accelerator = accel::decide(choice, &accel::HostKvm::probe())?;
     Ok(Info {
         kernel_args: crate::vmm::qemu::cmdline::kernel_args(accelerator.accel),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        home: home.root().to_path_buf(),
+        home: config.home.clone(),
         accelerator,
-        kernel_version: kernel_version(&assets.kernel),
-        assets_present: assets.kernel.is_file() && assets.initramfs.is_file(),
-        qemu_version: qemu_version(&assets.qemu),
-        kernel: assets.kernel,
-        kernel_is_custom: assets.kernel_is_custom,
-        initramfs: assets.initramfs,
-        qemu: assets.qemu,
+        kernel_version: kernel_version(&kernel),
+        assets_present: kernel.is_file() && initramfs.is_file(),
+        qemu_version: qemu_version(&qemu),
+        kernel,
+        kernel_is_custom,
+        initramfs,
+        qemu,
     })
 }

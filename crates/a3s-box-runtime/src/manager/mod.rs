@@ -30,7 +30,6 @@ pub use helpers::GuestStats;
 pub use images::{
     human_size, short_name, ArchiveError, ArchiveFormat, HistoryEntry, ImageError, ImageManager,
     ImageSummary, LoadedImage, PruneReport, PullPolicy, Removed, ResolvedImage, AUTH_FILE,
-    ENV_INSECURE_REGISTRIES,
 };
 pub use info::{info, Info};
 pub use mux::MAIN_PROCESS;

@@ -11,7 +11,7 @@ use a3s_box_core::spec::{BoxSpec, ContainerSpec, EnvVar, Mount, RootSource, Volu
 use a3s_box_core::{BoxError, Result};
 
 use super::{new_box_id, ImageManager, PullPolicy};
-use crate::home::Home;
+use crate::config::EngineConfig;
 use crate::image::config::{merge, RunOverrides};
 use crate::state::BoxStore;
 
@@ -25,11 +25,15 @@ pub struct PullOptions {
 }
 
 /// Resolve `spec` (validated first) against `home`.
-pub(crate) async fn resolve(home: &Home, mut spec: BoxSpec, pull: PullOptions) -> Result<BoxSpec> {
+pub(crate) async fn resolve(
+    config: &EngineConfig,
+    mut spec: BoxSpec,
+    pull: PullOptions,
+) -> Result<BoxSpec> {
     spec.validate()?;
-    let store = BoxStore::new(home);
+    let store = BoxStore::new(&config.home_dir());
     for container in &mut spec.containers {
-        resolve_root(home, container, pull).await?;
+        resolve_root(config, container, pull).await?;
         expand_volumes_from(&store, container)?;
         resolve_mounts(container)?;
     }
@@ -39,7 +43,11 @@ pub(crate) async fn resolve(home: &Home, mut spec: BoxSpec, pull: PullOptions) -
 
 /// Merge the image config (or, for a directory root, join entrypoint and
 /// arguments) into the container's process.
-async fn resolve_root(home: &Home, c: &mut ContainerSpec, pull: PullOptions) -> Result<()> {
+async fn resolve_root(
+    config: &EngineConfig,
+    c: &mut ContainerSpec,
+    pull: PullOptions,
+) -> Result<()> {
     match &mut c.root {
         RootSource::Dir { path } => {
             if !path.is_dir() {
@@ -58,7 +66,7 @@ async fn resolve_root(home: &Home, c: &mut ContainerSpec, pull: PullOptions) -> 
             }
         }
         RootSource::Image { reference, digest } => {
-            let resolved = ImageManager::new(home)?
+            let resolved = ImageManager::new(config)?
                 .with_progress(pull.progress)
                 .ensure(reference, pull.policy)
                 .await?;

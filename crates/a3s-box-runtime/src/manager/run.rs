@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::new_box_id;
 use super::vm::{run_vm, Control, OutputSink, RunIo, RunOptions};
-use crate::home::Home;
+use crate::config::EngineConfig;
 
 /// A box directory owned by this process: locked while the run lasts and
 /// removed when it ends, however it ends. If this process is killed, the
@@ -128,7 +128,8 @@ impl OutputSink for Terminal {
 /// Boot a VM for `opts`, stream the workload's stdout/stderr to ours, and
 /// return its exit code (126/127 when it could not be started). Errors of
 /// a3s-box itself come back as `Err`. The box leaves nothing behind.
-pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
+pub async fn run_foreground(config: &EngineConfig, opts: RunOptions) -> Result<i32> {
+    let home = &config.home_dir();
     let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
     remove_abandoned_boxes(&home.boxes_dir());
     let dir = home.boxes_dir().join(&id[..12]);
@@ -138,7 +139,7 @@ pub async fn run_foreground(home: &Home, opts: RunOptions) -> Result<i32> {
         controls: forward_signals()?,
         on_started: &mut |_, _| {},
     };
-    run_vm(home, &id, &dir, &opts, io).await
+    run_vm(config, &id, &dir, &opts, io).await
 }
 
 /// Forward the signals `docker run` forwards (INT, TERM, HUP, QUIT) to the

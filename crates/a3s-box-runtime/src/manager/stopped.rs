@@ -54,7 +54,6 @@ impl BoxManager {
                 record.config.name
             ))
         })?;
-        let (_, home) = crate::state::BoxStore::of_box_dir(&record.dir)?;
         let mut opts = super::lower::record_options(record)?;
         opts.command = std::iter::once(name)
             .chain(args.iter().copied())
@@ -86,7 +85,7 @@ impl BoxManager {
         let mut sink = Discard;
         let mut on_started = |_: u32, _: u32| {};
         let vm = run_vm(
-            &home,
+            self.config(),
             &record.config.id,
             &record.dir,
             &opts,

@@ -139,6 +139,9 @@ async fn watch_box_dir(dir: std::path::PathBuf, current: Current) {
 /// one line once the first start is decided: `ok`, or `fail CODE REASON`.
 pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
     let (store, home) = BoxStore::of_box_dir(dir)?;
+    // The engine's settings, as the box's starter wrote them: the shim reads
+    // no environment.
+    let config = crate::config::EngineConfig::read_from(dir)?;
     let lock_file = File::options()
         .create(true)
         .truncate(false)
@@ -192,7 +195,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
         let (tx, rx) = unbounded_channel();
         *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         let mut sink = LogSink {
-            log: LogWriter::open(&dir.join(LOG_FILE))?,
+            log: LogWriter::open(&dir.join(LOG_FILE), config.log_max_bytes)?,
             last_stderr: String::new(),
         };
         let mut started = false;
@@ -218,7 +221,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
             controls: rx,
             on_started: &mut on_started,
         };
-        let outcome = run_vm(&home, &record.config.id, dir, &options, io).await;
+        let outcome = run_vm(&config, &record.config.id, dir, &options, io).await;
         sink.log.flush();
         let (code, error) = match outcome {
             Ok(code) => (code, None),

@@ -16,8 +16,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::drive::Session;
 use super::log_tail;
 use super::mux::{ClientTx, MAIN_PROCESS};
+use crate::config::EngineConfig;
 use crate::guest;
-use crate::home::{Assets, Home};
 use crate::rootfs;
 use crate::storage::layer::LAYER_FSTYPE;
 use crate::storage::plan::{plan as plan_storage, WRITABLE_SERIAL};
@@ -28,9 +28,6 @@ use crate::vmm::qemu::{QemuConfig, QemuProvider};
 
 /// Time for QEMU to create its socket.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time from QEMU start to the guest's hello. Generous: software emulation
-/// on a loaded host can be many times slower than KVM.
-const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time for the guest to power off after the host says so.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Console lines shown when the VM fails.
@@ -184,7 +181,7 @@ pub(super) async fn channel_lost(vm: &dyn VmHandler, what: String, console: &Pat
 /// its exit code (126/127 when it could not start, [`EXIT_KILLED`] when the
 /// VM was killed). Errors of a3s-box itself come back as `Err`.
 pub async fn run_vm(
-    home: &Home,
+    engine: &EngineConfig,
     id: &str,
     dir: &Path,
     opts: &RunOptions,
@@ -194,20 +191,24 @@ pub async fn run_vm(
         .command
         .split_first()
         .ok_or_else(|| BoxError::Invalid("no command given: add -- CMD [ARGS...]".into()))?;
-    let assets = Assets::locate(opts.kernel.as_deref());
+    let home = &engine.home_dir();
+    let launcher = engine.launcher();
+    let (kernel, _) = engine.kernel_for(opts.kernel.as_deref());
     let decision = accel::decide(opts.accel.parse()?, &accel::HostKvm::probe())?;
     tracing::debug!(accel = %decision.accel, reason = %decision.reason, "accelerator");
-    let mut config = QemuConfig::new(assets.qemu, assets.kernel, assets.initramfs, decision.accel);
+    let mut config = QemuConfig::new(
+        engine.qemu.clone(),
+        kernel,
+        engine.initramfs_path(),
+        decision.accel,
+    );
     if opts.debug {
         config.extra_kernel_args.push("a3s.debug".into());
     }
     // What would make QEMU fail at once is said before any work is done.
-    QemuProvider::new(config.clone()).preflight(opts.vcpus, opts.memory_mib)?;
+    QemuProvider::new(config.clone(), launcher.clone()).preflight(opts.vcpus, opts.memory_mib)?;
 
-    let format: rootfs::RootfsFormat = match std::env::var("A3S_BOX_ROOTFS_FORMAT") {
-        Ok(v) if !v.is_empty() => v.parse()?,
-        _ => rootfs::RootfsFormat::default(),
-    };
+    let format = engine.rootfs_format;
     let image = rootfs::cached_image(&home.rootfs_cache_dir(), &opts.rootfs_dir, format)?;
     let socket = dir.join("agent.sock");
     if socket.as_os_str().len() > 100 {
@@ -236,7 +237,7 @@ pub async fn run_vm(
         ..InstanceSpec::default()
     };
     config.extra_devices = storage.devices.clone();
-    let provider: Box<dyn VmmProvider> = Box::new(QemuProvider::new(config));
+    let provider: Box<dyn VmmProvider> = Box::new(QemuProvider::new(config, launcher.clone()));
     tracing::debug!("rootfs image ready");
     let shares: Vec<_> = spec
         .fs_mounts
@@ -249,7 +250,12 @@ pub async fn run_vm(
         })
         .collect();
     // Held until the VM is gone; the daemons die with it.
-    let daemons = virtiofs::start(&shares, &dir.join("virtiofsd.log"))?;
+    let daemons = virtiofs::start(
+        &launcher,
+        &engine.virtiofsd,
+        &shares,
+        &dir.join("virtiofsd.log"),
+    )?;
     let mut vm = provider.start(&spec).await?;
     daemons.watch(vm.pid());
     tracing::debug!(pid = vm.pid(), "QEMU started");
@@ -299,11 +305,7 @@ pub async fn run_vm(
             mounts: storage.mounts.clone(),
         })),
     };
-    let boot_timeout = std::env::var("A3S_BOX_BOOT_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_BOOT_TIMEOUT);
+    let boot_timeout = engine.boot_timeout;
     let session = Session {
         frames: super::drive::read_frames(reader),
         writer: &mut writer,

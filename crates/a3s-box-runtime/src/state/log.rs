@@ -33,11 +33,6 @@ pub struct LogWriter {
     partial: [Vec<u8>; 2],
 }
 
-/// Default size at which a box log is rotated.
-pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
-/// Environment variable overriding [`DEFAULT_LOG_MAX_BYTES`].
-pub const ENV_LOG_MAX_BYTES: &str = "A3S_BOX_LOG_MAX_BYTES";
-
 /// The rotated log beside `path`.
 pub fn rotated(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -49,17 +44,13 @@ pub fn rotated(path: &Path) -> std::path::PathBuf {
 const MAX_PARTIAL_BYTES: usize = 16 * 1024;
 
 impl LogWriter {
-    /// Open (append) the log at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Open (append) the log at `path`, rotated past `max_bytes`.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self> {
         let file = File::options()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
-        let max_bytes = std::env::var(ENV_LOG_MAX_BYTES)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_LOG_MAX_BYTES);
         Ok(LogWriter {
             written: file.metadata().map(|m| m.len()).unwrap_or(0),
             file,
@@ -159,7 +150,7 @@ mod tests {
     fn rotates_by_size_and_reads_both_parts() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log.jsonl");
-        let mut w = LogWriter::open(&p).unwrap();
+        let mut w = LogWriter::open(&p, 1 << 20).unwrap();
         w.max_bytes = 400;
         for i in 0..20 {
             w.write(StdStream::Stdout, format!("line {i}\n").as_bytes());
@@ -180,7 +171,7 @@ mod tests {
     fn splits_lines_per_stream_and_flushes_partials() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log.jsonl");
-        let mut w = LogWriter::open(&p).unwrap();
+        let mut w = LogWriter::open(&p, 1 << 20).unwrap();
         w.write(StdStream::Stdout, b"a\nb");
         w.write(StdStream::Stderr, b"err\n");
         w.write(StdStream::Stdout, b"c\nd");

@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use super::change::apply_change;
 use super::helpers::{out, run_helper};
 use super::StorageError;
+use crate::config::EngineConfig;
 use crate::home::Home;
 use crate::image::{Digest, Reference};
 use crate::manager::{BoxManager, ImageManager, PullPolicy};
@@ -205,12 +206,13 @@ fn temp_layer(home: &Home) -> Result<tempfile::NamedTempFile> {
 
 /// `commit`: the box's changes as one new layer on its image.
 pub async fn commit(
-    home: &Home,
+    config: &EngineConfig,
     manager: &BoxManager,
     record: &BoxRecord,
     opts: &CommitOptions,
 ) -> Result<NewImage> {
-    let images = ImageManager::new(home).map_err(image_err)?;
+    let home = &config.home_dir();
+    let images = ImageManager::new(config).map_err(image_err)?;
     let container = record.config.container();
     let (base, helper) = match &container.root {
         RootSource::Image { reference, .. } => (base_of(&images, reference).await?, LAYER_TAR),
@@ -242,8 +244,9 @@ pub async fn commit(
 }
 
 /// `import`: a tarball (plain, gzip or zstd) as a one-layer image.
-pub fn import(home: &Home, input: impl Read, opts: &CommitOptions) -> Result<NewImage> {
-    let images = ImageManager::new(home).map_err(image_err)?;
+pub fn import(config: &EngineConfig, input: impl Read, opts: &CommitOptions) -> Result<NewImage> {
+    let home = &config.home_dir();
+    let images = ImageManager::new(config).map_err(image_err)?;
     let tmp = temp_layer(home)?;
     let mut input = std::io::BufReader::new(input);
     let head = std::io::BufRead::fill_buf(&mut input)
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn import_makes_a_runnable_one_layer_image() {
         let home = tempfile::tempdir().unwrap();
-        let home = Home::at(home.path());
+        let home = EngineConfig::defaults(home.path().into(), None, None);
         let mut tar = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_size(2);

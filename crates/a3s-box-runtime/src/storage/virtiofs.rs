@@ -21,8 +21,6 @@ use a3s_box_core::FsMount;
 use super::StorageError;
 use crate::launch::{Helper, HelperSpec, LaunchError, Launcher, Stdio};
 
-/// Environment variable naming the virtio-fs daemon (an `a3s-box-fs`).
-pub const ENV_VIRTIOFSD: &str = "A3S_BOX_VIRTIOFSD";
 /// Our daemon (crate `a3s-box-fs`), installed next to the CLI.
 const DAEMON: &str = "a3s-box-fs";
 /// What to do when the daemon is missing.
@@ -116,13 +114,6 @@ impl Drop for Daemons {
     }
 }
 
-fn binary() -> PathBuf {
-    std::env::var_os(ENV_VIRTIOFSD)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::sibling_binary(DAEMON))
-}
-
 /// A share to serve.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -134,8 +125,14 @@ pub struct Share {
     pub seal_after_fill: bool,
 }
 
-/// Start a daemon for each share, and wait until each listens.
-pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
+/// Start a daemon (`daemon`, an `a3s-box-fs`) for each share with
+/// `launcher`, and wait until each listens.
+pub fn start(
+    launcher: &Launcher,
+    daemon: &Path,
+    shares: &[Share],
+    log: &Path,
+) -> Result<Daemons, StorageError> {
     let daemons = Daemons::default();
     for Share {
         mount: share,
@@ -144,7 +141,7 @@ pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
     } in shares
     {
         let _ = std::fs::remove_file(socket);
-        let mut child = spawn(share, socket, *seal_after_fill, log)?;
+        let mut child = spawn(launcher, daemon, share, socket, *seal_after_fill, log)?;
         let deadline = Instant::now() + SOCKET_WAIT;
         while !socket.exists() {
             if let Some(status) = child.try_wait() {
@@ -167,7 +164,14 @@ pub fn start(shares: &[Share], log: &Path) -> Result<Daemons, StorageError> {
     Ok(daemons)
 }
 
-fn spawn(share: &FsMount, socket: &Path, seal: bool, log: &Path) -> Result<Helper, StorageError> {
+fn spawn(
+    launcher: &Launcher,
+    daemon: &Path,
+    share: &FsMount,
+    socket: &Path,
+    seal: bool,
+    log: &Path,
+) -> Result<Helper, StorageError> {
     let mut args: Vec<OsString> = vec!["--socket-path".into(), socket.into()];
     // Page cache kept; names and attributes trusted for 0.1 s only, so a
     // write by the host or another box is seen at the next open at most
@@ -193,13 +197,13 @@ fn spawn(share: &FsMount, socket: &Path, seal: bool, log: &Path) -> Result<Helpe
     } else if share.read_only {
         args.push("--read-only".into());
     }
-    let spec = HelperSpec::new(DAEMON, binary(), DAEMON_HINT)
+    let spec = HelperSpec::new(DAEMON, daemon, DAEMON_HINT)
         .args(args)
         .stderr(Stdio::File {
             path: log.to_path_buf(),
             append: true,
         });
-    Launcher::new().spawn(spec).map_err(|e| match e {
+    launcher.spawn(spec).map_err(|e| match e {
         LaunchError::NotFound { path, .. } => StorageError::MissingTool {
             tool: path.display().to_string(),
             package: DAEMON,
@@ -218,7 +222,6 @@ mod tests {
     #[test]
     fn a_missing_daemon_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::env::set_var(ENV_VIRTIOFSD, "/nonexistent/a3s-box-fs");
         let share = FsMount {
             tag: "t".into(),
             host_path: dir.path().into(),
@@ -229,8 +232,12 @@ mod tests {
             socket: dir.path().join("s.sock"),
             seal_after_fill: false,
         };
-        let err = start(&[share], &dir.path().join("log"));
-        std::env::remove_var(ENV_VIRTIOFSD);
+        let err = start(
+            &Launcher::new(),
+            Path::new("/nonexistent/a3s-box-fs"),
+            &[share],
+            &dir.path().join("log"),
+        );
         assert!(err.unwrap_err().to_string().contains("install a3s-box-fs"));
     }
 }

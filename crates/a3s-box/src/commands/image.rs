@@ -6,7 +6,6 @@ use std::io::{IsTerminal, Read};
 use std::time::SystemTime;
 
 use a3s_box_core::time::parse_rfc3339;
-use a3s_box_runtime::home::Home;
 use a3s_box_runtime::image::registry::Credentials;
 use a3s_box_runtime::image::Reference;
 use a3s_box_runtime::manager::{human_size, short_name, ImageManager, ImageSummary, Removed};
@@ -54,7 +53,7 @@ pub fn dispatch(command: ImageCommand) -> Result<u8> {
 }
 
 fn manager() -> Result<ImageManager> {
-    Ok(ImageManager::new(&Home::from_env()?)?)
+    Ok(ImageManager::new(&super::config()?)?)
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {

@@ -1,6 +1,5 @@
 //! `a3s-box info`.
 
-use a3s_box_runtime::home::Home;
 use a3s_box_runtime::manager;
 use anyhow::Result;
 
@@ -8,8 +7,11 @@ use crate::cli::{Format, InfoArgs};
 
 /// Print host facts.
 pub fn run(args: InfoArgs) -> Result<()> {
-    let home = Home::from_env()?;
-    let info = manager::info(&home, args.vm.kernel.as_deref(), args.vm.accel.parse()?)?;
+    let info = manager::info(
+        &super::config()?,
+        args.vm.kernel.as_deref(),
+        args.vm.accel.parse()?,
+    )?;
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());

@@ -16,15 +16,35 @@ pub mod terminal;
 pub mod version;
 pub mod volume;
 
-use a3s_box_runtime::home::Home;
+use std::sync::OnceLock;
+
+use a3s_box_runtime::config::EngineConfig;
 use a3s_box_runtime::manager::Engine;
 
 /// Exit code for errors of a3s-box itself (Docker's convention).
 pub const EXIT_BOX_ERROR: u8 = 125;
 
-/// The engine of this invocation's home.
+/// `--insecure-registry` flags of this invocation.
+static INSECURE_REGISTRIES: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Record the global `--insecure-registry` flags (once, from `main`).
+pub fn set_insecure_registries(list: Vec<String>) {
+    let _ = INSECURE_REGISTRIES.set(list);
+}
+
+/// The engine's configuration for this invocation: the environment,
+/// `$A3S_HOME/config.json`, then our global flags.
+pub fn config() -> anyhow::Result<EngineConfig> {
+    let mut config = EngineConfig::from_env()?;
+    if let Some(list) = INSECURE_REGISTRIES.get() {
+        config.add_insecure_registries(list.iter().map(String::as_str));
+    }
+    Ok(config)
+}
+
+/// The engine of this invocation.
 pub fn engine() -> anyhow::Result<Engine> {
-    Ok(Engine::new(Home::from_env()?))
+    Ok(Engine::new(config()?))
 }
 
 /// A workload's exit code as ours (modulo 256, as a shell sees it).

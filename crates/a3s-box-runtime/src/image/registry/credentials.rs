@@ -79,14 +79,6 @@ impl CredentialStore {
         }
     }
 
-    /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
-    pub fn default_docker_config() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-            return Some(PathBuf::from(dir).join("config.json"));
-        }
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-    }
-
     /// Credentials for `registry` (`host[:port]`), if any are stored.
     pub fn get(&self, registry: &str) -> Result<Option<Credentials>, CredentialError> {
         for path in std::iter::once(&self.path).chain(self.docker_config.as_ref()) {

@@ -11,13 +11,15 @@
 //!
 //! ```
 //! use a3s_box_core::ErrorKind;
-//! use a3s_box_runtime::home::Home;
+//! use a3s_box_runtime::config::EngineConfig;
 //! use a3s_box_runtime::manager::views::list::ListOptions;
 //! use a3s_box_runtime::manager::Engine;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = tempfile::tempdir()?;
-//! let engine = Engine::new(Home::at(home.path()));
+//! // A front end builds the config once (flags, environment, config.json);
+//! // here, the defaults for a home.
+//! let engine = Engine::new(EngineConfig::defaults(home.path().into(), None, None));
 //! assert!(engine.list(&ListOptions { all: true, ..Default::default() })?.is_empty());
 //! let err = engine.inspect("web").unwrap_err();
 //! assert_eq!(err.kind(), ErrorKind::NotFound); // an HTTP front end answers 404
@@ -30,12 +32,12 @@
 //!
 //! ```no_run
 //! use a3s_box_core::spec::{BoxSpec, ContainerSpec, ProcessSpec, RootSource};
-//! use a3s_box_runtime::home::Home;
+//! use a3s_box_runtime::config::EngineConfig;
 //! use a3s_box_runtime::manager::resolve::PullOptions;
 //! use a3s_box_runtime::manager::{Engine, RemoveOptions, WaitCondition};
 //!
 //! # async fn demo() -> a3s_box_core::Result<()> {
-//! let engine = Engine::new(Home::at("/var/lib/a3s"));
+//! let engine = Engine::new(EngineConfig::from_env()?);
 //! let root = RootSource::Image { reference: "127.0.0.1:5000/team/tool:1".into(), digest: None };
 //! let process = ProcessSpec { args: vec!["sh".into(), "-c".into(), "exit 3".into()], ..Default::default() };
 //! let spec = BoxSpec::single(ContainerSpec::new(root, process));
@@ -55,6 +57,7 @@ pub use session::{ExecRequest, MainProcess, Session};
 pub use storage::VolumeView;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use a3s_box_core::event::{Event, EventAction, EventType};
@@ -67,6 +70,7 @@ use super::resolve::{resolve, PullOptions};
 use super::views::inspect::BoxInspect;
 use super::views::list::{BoxSummary, ListOptions};
 use super::{BoxManager, StartError};
+use crate::config::EngineConfig;
 use crate::home::Home;
 use crate::state::events::{EventLog, EVENTS_FILE};
 use crate::state::log::{read_log, LogLine};
@@ -226,19 +230,28 @@ pub struct SystemPruneReport {
 /// The engine over one home.
 #[derive(Debug, Clone)]
 pub struct Engine {
+    config: Arc<EngineConfig>,
     home: Home,
     boxes: BoxManager,
     events: EventLog,
 }
 
 impl Engine {
-    /// The engine of `home`.
-    pub fn new(home: Home) -> Self {
+    /// The engine configured by `config` (see [`EngineConfig`]).
+    pub fn new(config: EngineConfig) -> Self {
+        let config = Arc::new(config);
+        let home = config.home_dir();
         Engine {
-            boxes: BoxManager::new(&home),
+            boxes: BoxManager::new(config.clone()),
             events: EventLog::at(home.root().join(EVENTS_FILE)),
             home,
+            config,
         }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// The home it works on.
@@ -268,7 +281,7 @@ impl Engine {
     /// it is not started.
     pub async fn create(&self, spec: BoxSpec, pull: PullOptions) -> Result<BoxRecord> {
         let name = spec.containers.first().and_then(|c| c.name.clone());
-        let spec = resolve(&self.home, spec, pull).await?;
+        let spec = resolve(&self.config, spec, pull).await?;
         let boxes = self.boxes.clone();
         let record = blocking(move || boxes.create(name, spec)).await?;
         self.record(EventAction::Create, &record);
@@ -279,9 +292,9 @@ impl Engine {
     /// process: the workload's output goes to our stdout and stderr, its
     /// signals come from ours, nothing is stored. The workload's exit code.
     pub async fn run_foreground(&self, spec: BoxSpec, pull: PullOptions) -> Result<i32> {
-        let spec = resolve(&self.home, spec, pull).await?;
+        let spec = resolve(&self.config, spec, pull).await?;
         let opts = super::lower::run_options(&spec, &self.home)?;
-        super::run_foreground(&self.home, opts).await
+        super::run_foreground(&self.config, opts).await
     }
 
     /// Events recorded at or after `since` (all when `None`) that pass
@@ -448,7 +461,7 @@ impl Engine {
             std::fs::remove_dir_all(&cache)
                 .map_err(|e| BoxError::io(format!("remove {}", cache.display()), e))?;
         }
-        let images = super::ImageManager::new(&self.home)?.prune()?;
+        let images = super::ImageManager::new(&self.config)?.prune()?;
         Ok(SystemPruneReport {
             root_cache_bytes,
             images,

@@ -131,16 +131,16 @@ impl Engine {
     /// An image of the box: its changes as one new layer on its image.
     pub async fn commit(&self, key: &str, opts: &CommitOptions) -> Result<NewImage> {
         let record = self.get(key)?;
-        commit::commit(&self.home, &self.boxes, &record, opts).await
+        commit::commit(&self.config, &self.boxes, &record, opts).await
     }
 
     /// A one-layer image of a tarball (plain, gzip or zstd).
     pub fn import(&self, input: impl Read, opts: &CommitOptions) -> Result<NewImage> {
-        commit::import(&self.home, input, opts)
+        commit::import(&self.config, input, opts)
     }
 
     /// `system df`.
     pub fn disk_usage(&self) -> Result<Vec<DiskUsageRow>> {
-        disk_usage(&self.home)
+        disk_usage(&self.config)
     }
 }

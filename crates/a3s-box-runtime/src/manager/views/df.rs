@@ -7,7 +7,7 @@ use a3s_box_core::status::BoxStatus;
 use a3s_box_core::Result;
 use serde::Serialize;
 
-use crate::home::Home;
+use crate::config::EngineConfig;
 use crate::manager::{short_name, ImageManager};
 use crate::state::BoxStore;
 use crate::storage::volumes::{tree_bytes, VolumeStore};
@@ -29,10 +29,11 @@ pub struct DiskUsageRow {
     pub reclaimable: u64,
 }
 
-/// Compute `system df` for `home`.
-pub fn disk_usage(home: &Home) -> Result<Vec<DiskUsageRow>> {
+/// Compute `system df` for `config`'s home.
+pub fn disk_usage(config: &EngineConfig) -> Result<Vec<DiskUsageRow>> {
+    let home = &config.home_dir();
     let boxes = BoxStore::new(home).list()?;
-    let images = ImageManager::new(home)?.list()?;
+    let images = ImageManager::new(config)?.list()?;
     let used: BTreeSet<String> = boxes
         .iter()
         .filter_map(|b| match &b.config.container().root {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::cmdline::{self, kernel_args};
 use super::process::{QemuHandler, QemuLog};
-use crate::launch::{locate, Launcher};
+use crate::launch::Launcher;
 use crate::vmm::host::HostResources;
 use crate::vmm::plan::{
     BlockDevice, Console, Device, Incoming, Machine, MemoryBackend, NetBackend, NetDevice,
@@ -108,12 +108,9 @@ pub struct QemuProvider {
 }
 
 impl QemuProvider {
-    /// A provider with the given settings.
-    pub fn new(config: QemuConfig) -> Self {
-        QemuProvider {
-            config,
-            launcher: Launcher::new(),
-        }
+    /// A provider with the given settings, starting QEMU with `launcher`.
+    pub fn new(config: QemuConfig, launcher: Launcher) -> Self {
+        QemuProvider { config, launcher }
     }
 
     /// Its settings.
@@ -125,7 +122,8 @@ impl QemuProvider {
     /// once: QEMU itself, the kernel and initramfs, and whether the host
     /// can give `vcpus` CPUs and `memory_mib` MiB.
     pub fn preflight(&self, vcpus: u8, memory_mib: u32) -> Result<()> {
-        locate("QEMU", &self.config.binary, QEMU_HINT)?;
+        self.launcher
+            .locate("QEMU", &self.config.binary, QEMU_HINT)?;
         kernel::check(&self.config.kernel, KERNEL_HINT)?;
         if !self.config.initramfs.is_file() {
             return Err(BoxError::MissingAsset {
@@ -270,7 +268,7 @@ mod tests {
             Accel::Tcg,
         );
         config.extra_kernel_args = vec!["a3s.debug".into()];
-        QemuProvider::new(config)
+        QemuProvider::new(config, Launcher::new())
     }
 
     fn spec() -> InstanceSpec {
@@ -360,7 +358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = provider().config.clone();
         config.binary = "/nonexistent/qemu".into();
-        let err = QemuProvider::new(config.clone())
+        let err = QemuProvider::new(config.clone(), Launcher::new())
             .preflight(1, 128)
             .unwrap_err();
         assert_eq!(
@@ -369,7 +367,7 @@ mod tests {
         );
         config.binary = "/bin/true".into();
         config.kernel = "/etc/passwd".into();
-        let err = QemuProvider::new(config.clone())
+        let err = QemuProvider::new(config.clone(), Launcher::new())
             .preflight(1, 128)
             .unwrap_err();
         assert!(
@@ -380,7 +378,7 @@ mod tests {
         bz[0x202..0x206].copy_from_slice(b"HdrS");
         config.kernel = dir.path().join("bzImage");
         std::fs::write(&config.kernel, bz).unwrap();
-        let err = QemuProvider::new(config.clone())
+        let err = QemuProvider::new(config.clone(), Launcher::new())
             .preflight(1, 128)
             .unwrap_err();
         assert!(
@@ -389,8 +387,10 @@ mod tests {
             "{err}"
         );
         config.initramfs = config.kernel.clone();
-        QemuProvider::new(config.clone()).preflight(1, 128).unwrap();
-        let err = QemuProvider::new(config)
+        QemuProvider::new(config.clone(), Launcher::new())
+            .preflight(1, 128)
+            .unwrap();
+        let err = QemuProvider::new(config, Launcher::new())
             .preflight(1, u32::MAX)
             .unwrap_err();
         assert_eq!(err.kind(), a3s_box_core::ErrorKind::Unavailable);
