@@ -145,7 +145,7 @@ fn check_tool(output: Output, dir: &Path, image: &Path) -> Result<()> {
         return Ok(());
     }
     let _ = std::fs::remove_file(image);
-    Err(BoxError::Config(format!(
+    Err(BoxError::Unavailable(format!(
         "could not build a root filesystem image from {}: {}",
         dir.display(),
         String::from_utf8_lossy(&output.stderr).trim()
@@ -162,7 +162,7 @@ fn check_source(dir: &Path) -> Result<()> {
         _ => BoxError::io(format!("root filesystem {}", dir.display()), e),
     })?;
     if !meta.is_dir() {
-        return Err(BoxError::Config(format!(
+        return Err(BoxError::Invalid(format!(
             "root filesystem {} is not a directory",
             dir.display()
         )));

@@ -95,7 +95,7 @@ impl BoxManager {
     /// could not start.
     pub fn start(&self, record: &BoxRecord) -> Result<std::result::Result<(), StartError>> {
         if !record.state.status.can_start() {
-            return Err(BoxError::Config(format!(
+            return Err(BoxError::Conflict(format!(
                 "box {} is {}: it cannot be started",
                 record.config.name, record.state.status
             )));
@@ -153,7 +153,7 @@ impl BoxManager {
             BoxError::io(format!("reach the shim of box {}", record.config.name), e)
         })?;
         let mut line = serde_json::to_string(request)
-            .map_err(|e| BoxError::Config(format!("encode request: {e}")))?;
+            .map_err(|e| BoxError::io("encode request", std::io::Error::other(e)))?;
         line.push('\n');
         stream
             .write_all(line.as_bytes())
@@ -164,7 +164,7 @@ impl BoxManager {
             .map_err(|e| BoxError::io("read shim reply", e))?;
         match reply.trim() {
             "ok" => Ok(()),
-            other => Err(BoxError::Config(format!("shim refused: {other}"))),
+            other => Err(BoxError::Unavailable(format!("shim refused: {other}"))),
         }
     }
 
@@ -190,7 +190,7 @@ impl BoxManager {
     /// Send `signal` to the workload.
     pub fn kill(&self, record: &BoxRecord, signal: i32) -> Result<()> {
         if !record.state.status.is_active() || !shim_alive(&record.dir) {
-            return Err(BoxError::Config(format!(
+            return Err(BoxError::NotRunning(format!(
                 "box {} is not running",
                 record.config.name
             )));
@@ -205,7 +205,7 @@ impl BoxManager {
         let deadline = Instant::now() + limit;
         while shim_alive(&record.dir) {
             if Instant::now() > deadline {
-                return Err(BoxError::Config(format!(
+                return Err(BoxError::Unavailable(format!(
                     "box {} did not stop within {}s",
                     record.config.name,
                     limit.as_secs()
@@ -222,7 +222,7 @@ impl BoxManager {
         // booting is `created` until its workload runs).
         if shim_alive(&record.dir) {
             if !force {
-                return Err(BoxError::Config(format!(
+                return Err(BoxError::Conflict(format!(
                     "box {} is {} and supervised: stop it first or use rm -f",
                     record.config.name, record.state.status
                 )));
@@ -237,7 +237,7 @@ impl BoxManager {
                     );
                 }
                 if Instant::now() > deadline {
-                    return Err(BoxError::Config(format!(
+                    return Err(BoxError::Unavailable(format!(
                         "the supervisor of box {} did not stop",
                         record.config.name
                     )));
@@ -257,7 +257,7 @@ impl BoxManager {
     /// Pause: the VM's vCPUs stop; its memory stays.
     pub fn pause(&self, record: &BoxRecord) -> Result<()> {
         if record.state.status != BoxStatus::Running || !shim_alive(&record.dir) {
-            return Err(BoxError::Config(format!(
+            return Err(BoxError::NotRunning(format!(
                 "box {} is {}: only a running box can be paused",
                 record.config.name, record.state.status
             )));
@@ -271,7 +271,7 @@ impl BoxManager {
     /// Unpause: the vCPUs run again.
     pub fn unpause(&self, record: &BoxRecord) -> Result<()> {
         if record.state.status != BoxStatus::Paused || !shim_alive(&record.dir) {
-            return Err(BoxError::Config(format!(
+            return Err(BoxError::NotRunning(format!(
                 "box {} is {}: it is not paused",
                 record.config.name, record.state.status
             )));
@@ -354,10 +354,7 @@ impl BoxManager {
         match crate::state::hold(&record.dir) {
             Ok(hold) => Ok(Some(hold)),
             // Removed since it was looked up.
-            Err(_) if !record.dir.exists() => Err(BoxError::Config(format!(
-                "no such box: {}",
-                record.config.name
-            ))),
+            Err(_) if !record.dir.exists() => Err(BoxError::not_found("box", &record.config.name)),
             Err(e) => Err(e),
         }
     }

@@ -197,12 +197,12 @@ impl super::BoxManager {
         match record.state.status {
             BoxStatus::Running if crate::state::shim_alive(&record.dir) => {}
             BoxStatus::Paused => {
-                return Err(BoxError::Config(format!(
+                return Err(BoxError::NotRunning(format!(
                     "box {name} is paused: unpause it first"
                 )))
             }
             status => {
-                return Err(BoxError::Config(format!(
+                return Err(BoxError::NotRunning(format!(
                     "box {name} is not running ({status}): start it first"
                 )))
             }

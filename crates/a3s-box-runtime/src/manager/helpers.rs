@@ -84,7 +84,7 @@ fn builtin_spec(name: &str, args: &[&str], stdin: bool) -> ProcessSpec {
 fn box_path(path: &str) -> Result<&Path> {
     match path.starts_with('/') {
         true => Ok(Path::new(path)),
-        false => Err(BoxError::Config(format!(
+        false => Err(BoxError::Invalid(format!(
             "path in the box {path:?} must be absolute (start with /)"
         ))),
     }
@@ -246,7 +246,7 @@ impl BoxManager {
             .await?
             .source_kind(follow)
             .ok_or_else(|| {
-                BoxError::Config(format!(
+                BoxError::Invalid(format!(
                     "no such file or directory in the box: {}",
                     src.display()
                 ))
@@ -348,7 +348,7 @@ fn plan(src: &Path, kind: SourceKind, dst: &Path, dest: DestKind) -> Result<copy
 }
 
 fn copy_error(e: copy::CopyError) -> BoxError {
-    BoxError::Config(e.to_string())
+    BoxError::Invalid(e.to_string())
 }
 
 /// One end of an OS pipe as an async stream (tokio runs its blocking

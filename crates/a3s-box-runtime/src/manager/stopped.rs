@@ -49,7 +49,7 @@ impl BoxManager {
             .open(&lock_path)
             .map_err(|e| BoxError::io(format!("open {}", lock_path.display()), e))?;
         let _lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-            BoxError::Config(format!(
+            BoxError::Conflict(format!(
                 "box {} is being started or stopped: try again",
                 record.config.name
             ))

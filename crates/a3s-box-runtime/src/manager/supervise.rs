@@ -149,7 +149,7 @@ pub async fn supervise(dir: &Path, mut ready: Option<File>) -> Result<()> {
         .open(dir.join(SHIM_LOCK))
         .map_err(|e| BoxError::io("open shim lock", e))?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| BoxError::Config(format!("{} already has a supervisor", dir.display())))?;
+        .map_err(|_| BoxError::Conflict(format!("{} already has a supervisor", dir.display())))?;
     let record = store.load_dir(dir)?;
     // Known from the moment the box has a supervisor, so `rm -f` can end a
     // box that is still booting.

@@ -6,7 +6,7 @@ use a3s_box_core::{BoxError, Result};
 use serde_json::{json, Map, Value};
 
 fn bad_change(change: &str, reason: &str) -> BoxError {
-    BoxError::Config(format!("invalid --change {change:?}: {reason}"))
+    BoxError::Invalid(format!("invalid --change {change:?}: {reason}"))
 }
 
 /// `["a","b"]` (JSON form) or `a b` (shell form, run by `/bin/sh -c`).

@@ -55,8 +55,10 @@ pub struct NewImage {
     pub reference: Option<String>,
 }
 
+/// Errors of the image store while committing are internal: the inputs
+/// were checked before.
 fn image_err(e: impl std::fmt::Display) -> BoxError {
-    BoxError::Config(e.to_string())
+    BoxError::io("image store", std::io::Error::other(e.to_string()))
 }
 
 /// Store the tar at `path` as a layer blob; its digest (also its diff id) and size.
@@ -235,7 +237,7 @@ pub async fn commit(
     let sink = out(std::io::BufWriter::new(file));
     run_helper(manager, record, helper, sink.clone()).await?;
     sink.lock()
-        .map_err(|_| BoxError::Config("layer writer poisoned".into()))?
+        .map_err(|_| BoxError::io("write layer", std::io::Error::other("writer poisoned")))?
         .flush()
         .map_err(|e| BoxError::io("write layer", e))?;
     let layer = store_layer(&images, tmp.path())?;
