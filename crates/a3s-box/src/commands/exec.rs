@@ -43,7 +43,7 @@ fn local_io(stdin: bool, tty: bool) -> ClientIo {
 
 /// The flags of `exec` by the rules of a process spec (`-w` absolute,
 /// `-u` well formed), checked before the box is looked up.
-fn check(args: &ExecArgs, env: &[(String, String)]) -> Result<()> {
+pub(crate) fn check(args: &ExecArgs, env: &[(String, String)]) -> Result<()> {
     let process = ProcessSpec {
         args: args.command.clone(),
         env: env
