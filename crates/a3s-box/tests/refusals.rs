@@ -83,6 +83,9 @@ const RUN: &[Row] = &[
     row("create -v /tmp:/ --rootfs / -- true", "cannot be /"),
     // Docker: "invalid mode: bogus".
     row("create -v /tmp:/x:bogus --rootfs / -- true", "unknown option"),
+    // Docker: "invalid mode: ro,rw" (one option of each kind).
+    row("create -v /tmp:/x:ro,rw --rootfs / -- true", "of one kind"),
+    row("create -v v1:/x:nocopy,nocopy --rootfs / -- true", "of one kind"),
     // Docker: "invalid spec: a:b:c:d: too many colons".
     row("create -v a:b:c:d --rootfs / -- true", "too many colons"),
     // Docker: "invalid spec: :/x: empty section between colons".
