@@ -373,6 +373,42 @@ fn the_cli_refuses_what_docker_refuses_before_anything_is_created() {
     eprintln!("{} refusals in {:?}", rows.len(), started.elapsed());
 }
 
+/// What Docker accepts next to the refusals above: each of these `create`s
+/// (no VM boots) must make a box, so the table refuses values, not flags.
+const ACCEPTED: &[&str] = &[
+    // `-d` with `--rm` is fine, and `--rm` with the restart policy `no`.
+    "create -d --rm --rootfs / -- true",
+    "create --rm --restart no --rootfs / -- true",
+    "create --restart on-failure:3 --rootfs / -- true",
+    "create --restart unless-stopped --rootfs / -- true",
+    // A source that is not a path is a volume name, as in Docker.
+    "create -v relative:/x --rootfs / -- true",
+    "create -v /tmp:/x:ro,z -v v1:/y:nocopy -v /anon --rootfs / -- true",
+    "create --mount type=volume,target=/v --mount type=tmpfs,dst=/t,tmpfs-size=64m --rootfs / -- true",
+    "create --tmpfs /t:size=64m,mode=1777,exec --rootfs / -- true",
+    "create -w /tmp -u 1000:1000 -e A=1 -l k=v --rootfs / -- true",
+    "create --name web.1_x-y --hostname a.b-c -m 1g --cpus 4 --rootfs / -- true",
+    "create --storage-opt size=1g --read-only --rootfs / -- true",
+    // An entrypoint's arguments may start with '-'; after the command,
+    // words are the command's.
+    "create --entrypoint sh --rootfs / -- -c true",
+    "create --rootfs / -- sh -c 'echo --gpus'",
+];
+
+#[test]
+fn what_docker_accepts_is_created() {
+    let home = TestHome::new();
+    for argv in ACCEPTED {
+        let mut cmd = home.cmd();
+        cmd.args(words(argv));
+        let o = bounded(cmd, Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(0), "`{argv}`: {}", stderr(&o));
+        assert_eq!(stdout(&o).trim().len(), 64, "`{argv}`: {}", stdout(&o));
+    }
+    let ids = stdout(&home.cli(&["ps", "-a", "-q"]));
+    assert_eq!(ids.lines().count(), ACCEPTED.len(), "{ids}");
+}
+
 /// A name already taken is a conflict, refused before a second box is made.
 #[test]
 fn a_taken_name_is_refused_and_the_first_box_kept() {
