@@ -31,6 +31,16 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
     let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    // In range, the arithmetic below cannot overflow.
+    let in_range = (0..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && h < 24
+        && min < 60
+        && s < 61;
+    if !in_range {
+        return None;
+    }
     let nanos: u32 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
     let days = days_from_civil(y, m as u32, day as u32);
     let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + min * 60 + s;
@@ -82,5 +92,24 @@ mod tests {
             parse_rfc3339("2026-01-02T03:04:05.0Z")
         );
         assert!(parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn out_of_range_fields_are_refused_without_panicking() {
+        for bad in [
+            "2026-4294967295-01T00:00:00Z",
+            "9223372036854775807-01-01T00:00:00Z",
+            "2026-01-01T18446744073709551615:00:00Z",
+            "2026-01-01T00:00:99999999999999999999Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-01-32T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "-1-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert!(parse_rfc3339(bad).is_none(), "{bad}");
+        }
+        assert!(parse_rfc3339("9999-12-31T23:59:60.999999999Z").is_some());
     }
 }

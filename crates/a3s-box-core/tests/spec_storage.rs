@@ -54,10 +54,6 @@ fn volume_flags_parse_into_binds_named_and_anonymous_volumes() {
         volume(Some("cache"), "/c", true, true)
     );
     assert_eq!(
-        parse_volume("/h:/c:ro,rw").unwrap(),
-        bind("/h", "/c", false, true)
-    );
-    assert_eq!(
         parse_volume("/h:/a//b/./c").unwrap().target(),
         "/a/b/c",
         "targets are normalized"
@@ -78,6 +74,11 @@ fn volume_flags_refuse_with_a_reason() {
         ("/host:/x:nocopy", "nocopy applies to volumes only"),
         (":/x", "the source is empty"),
         ("", "must be absolute"),
+        ("/a:/b:ro,rw", "\"ro\" and \"rw\" are of one kind"),
+        ("v:/b:nocopy,nocopy", "are of one kind"),
+        ("/a:/b:z,Z", "are of one kind"),
+        ("/a:/b:private,rprivate", "are of one kind"),
+        ("/a:/b:cached,delegated", "are of one kind"),
     ] {
         let e = parse_volume(bad).unwrap_err();
         assert_eq!(e.field, "--volume", "{bad}");

@@ -173,6 +173,14 @@ const REFUSED: &[(&str, Change, &str, &str, SpecErrorKind, &str)] = &[
         "at most 63",
     ),
     (
+        "hostname longer than the kernel's HOST_NAME_MAX",
+        |s| s.sandbox.hostname = Some(format!("{}.{}", "a".repeat(40), "b".repeat(24))),
+        "sandbox.hostname",
+        "--hostname",
+        SpecErrorKind::OutOfRange,
+        "at most 64",
+    ),
+    (
         "hostname too long",
         |s| s.sandbox.hostname = Some(vec!["a".repeat(63); 4].join(".")),
         "sandbox.hostname",

@@ -4,6 +4,8 @@ mod cli;
 mod cli_image;
 mod cli_storage;
 mod commands;
+#[cfg(test)]
+mod fuzz_tests;
 
 use std::process::ExitCode;
 

@@ -166,6 +166,16 @@ impl SandboxSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         if let Some(hostname) = &self.hostname {
             rules::check_host_name("hostname", hostname, false)?;
+            if hostname.len() > rules::MAX_KERNEL_HOST_NAME_LEN {
+                return Err(SpecError::out_of_range(
+                    "hostname",
+                    hostname,
+                    format!(
+                        "the kernel takes host names of at most {} characters",
+                        rules::MAX_KERNEL_HOST_NAME_LEN
+                    ),
+                ));
+            }
         }
         if let Some(pod) = &self.pod {
             rules::check_name("pod", "pod", pod)?;

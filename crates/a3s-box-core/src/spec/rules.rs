@@ -11,6 +11,9 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_HOST_LABEL_LEN: usize = 63;
 /// Longest host name (RFC 1123).
 pub const MAX_HOST_NAME_LEN: usize = 253;
+/// Longest host name the Linux kernel sets (`HOST_NAME_MAX`): a box's own
+/// `--hostname`, unlike a name in DNS, must fit.
+pub const MAX_KERNEL_HOST_NAME_LEN: usize = 64;
 
 /// Docker's rule for container, volume and network names:
 /// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most [`MAX_NAME_LEN`] characters.

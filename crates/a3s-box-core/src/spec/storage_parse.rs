@@ -75,7 +75,26 @@ pub fn parse_volume(spec: &str) -> Result<Mount, SpecError> {
         _ => return Err(bad(F, spec, "use SRC:DST[:OPTS] or DST (too many colons)")),
     };
     let (mut read_only, mut nocopy) = (false, false);
+    // One option of each kind, as Docker has it ("invalid mode: ro,rw").
+    let mut kinds: [Option<&str>; 5] = [None; 5];
     for opt in opts.into_iter().flat_map(|o| o.split(',')) {
+        let kind = match opt {
+            "ro" | "readonly" | "rw" => Some(0),
+            "z" | "Z" => Some(1),
+            "nocopy" => Some(2),
+            "consistent" | "cached" | "delegated" => Some(3),
+            other if is_propagation(other) => Some(4),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            if let Some(first) = kinds[k].replace(opt) {
+                return Err(bad(
+                    F,
+                    spec,
+                    format!("options {first:?} and {opt:?} are of one kind: give one of them"),
+                ));
+            }
+        }
         match opt {
             "ro" | "readonly" => read_only = true,
             "rw" => read_only = false,

@@ -26,18 +26,27 @@ impl FromStr for Since {
         if let Some(t) = parse_rfc3339(text) {
             return Ok(Since(t));
         }
-        let (num, unit) = text.split_at(text.len().saturating_sub(1));
-        let secs: u64 = match (num.parse::<u64>(), unit) {
-            (Ok(n), "s") => n,
-            (Ok(n), "m") => n * 60,
-            (Ok(n), "h") => n * 3600,
-            _ => {
-                return Err(BoxError::Invalid(format!(
-                    "invalid time {text:?}: use an RFC 3339 time or a duration like 10s, 5m, 2h"
-                )))
-            }
+        let bad = || {
+            BoxError::Invalid(format!(
+                "invalid time {text:?}: use an RFC 3339 time or a duration like 10s, 5m, 2h"
+            ))
         };
-        Ok(Since(SystemTime::now() - Duration::from_secs(secs)))
+        // The unit is the last character, whatever its width.
+        let last = text.char_indices().last().map_or(0, |(i, _)| i);
+        let (num, unit) = text.split_at(last);
+        let scale: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        let ago = num
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .and_then(|secs| SystemTime::now().checked_sub(Duration::from_secs(secs)))
+            .ok_or_else(bad)?;
+        Ok(Since(ago))
     }
 }
 
@@ -127,6 +136,22 @@ mod tests {
         assert!("2026-01-01T00:00:00Z".parse::<Since>().is_ok());
         let err = "yesterday".parse::<Since>().unwrap_err();
         assert_eq!(err.kind(), a3s_box_core::ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn since_refuses_what_it_cannot_count_without_panicking() {
+        for bad in [
+            "",
+            "5é",
+            "é",
+            "99999999999999999h",
+            "18446744073709551615s",
+            "-5s",
+            "s",
+        ] {
+            let err = bad.parse::<Since>().unwrap_err();
+            assert!(err.to_string().contains("invalid time"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `exec` and `attach`: sessions with a running box's processes.
 
+use a3s_box_core::spec::{EnvVar, ProcessSpec};
+use a3s_box_core::BoxError;
 use a3s_box_runtime::manager::client::{run_session, ClientEvent, ClientIo, Outcome};
 use a3s_box_runtime::manager::{Engine, ExecRequest, ExitWatch};
 use anyhow::Result;
@@ -39,13 +41,38 @@ fn local_io(stdin: bool, tty: bool) -> ClientIo {
     }
 }
 
+/// The flags of `exec` by the rules of a process spec (`-w` absolute,
+/// `-u` well formed), checked before the box is looked up.
+pub(crate) fn check(args: &ExecArgs, env: &[(String, String)]) -> Result<()> {
+    let process = ProcessSpec {
+        args: args.command.clone(),
+        env: env
+            .iter()
+            .map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        cwd: args.workdir.clone(),
+        user: args.user.clone(),
+        tty: args.tty,
+        stdin: args.interactive,
+    };
+    process
+        .validate_exec()
+        .map_err(|e| BoxError::from(e.within("process").for_cli()))?;
+    Ok(())
+}
+
 /// `exec`: run a command in a running box; its exit code is ours.
 pub async fn exec(args: ExecArgs) -> Result<u8> {
+    let env = super::run::env_items(&args.env_file, &args.env)?;
+    check(&args, &env)?;
     let engine = super::engine()?;
     let tty = args.tty && !args.detach;
     let request = ExecRequest {
         args: args.command.clone(),
-        env: super::run::env_items(&args.env_file, &args.env)?,
+        env,
         cwd: args.workdir.clone(),
         user: args.user.clone(),
         tty: tty.then(|| terminal::window_size().unwrap_or_default()),

@@ -64,12 +64,15 @@ fn cli(e: SpecError) -> anyhow::Error {
 /// Turn `run`/`create` flags into a box spec, validated (errors name the flag).
 pub fn box_spec(args: &RunArgs) -> Result<BoxSpec> {
     let (root, command) = match &args.rootfs {
-        Some(dir) => (
-            RootSource::Dir {
-                path: std::path::absolute(dir)?,
-            },
-            args.args.clone(),
-        ),
+        Some(dir) => {
+            // `--rootfs R --gpus all -- sh` reaches us as `--gpus all -- sh`.
+            // With an entrypoint, arguments may start with '-' (`sh -c …`).
+            if let (Some(first), None) = (args.args.first(), &args.entrypoint) {
+                check_not_a_flag(first)?;
+            }
+            let path = std::path::absolute(dir)?;
+            (RootSource::Dir { path }, args.args.clone())
+        }
         None => {
             let Some((image, rest)) = args.args.split_first() else {
                 bail!(
