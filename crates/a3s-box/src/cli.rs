@@ -248,9 +248,10 @@ pub struct BoxesArgs {
 /// `a3s-box stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait after SIGTERM before killing the VM.
-    #[arg(short, long, default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait after SIGTERM before killing the VM (-1: no limit).
+    #[arg(short, long, default_value_t = 10, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub time: i64,
     /// Boxes.
     #[arg(required = true)]
     pub boxes: Vec<String>,
@@ -313,9 +314,9 @@ pub struct LogsArgs {
     /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h).
     #[arg(long)]
     pub since: Option<String>,
-    /// Only the last N lines.
-    #[arg(long)]
-    pub tail: Option<usize>,
+    /// Only the last N lines (`all`: every line).
+    #[arg(long, value_parser = parse_tail)]
+    pub tail: Option<Tail>,
     /// Prefix each line with its timestamp.
     #[arg(short, long)]
     pub timestamps: bool,
@@ -455,4 +456,18 @@ pub struct StatsArgs {
 
     /// Boxes (default: all running).
     pub boxes: Vec<String>,
+}
+
+/// `logs --tail`: a number of lines, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail(pub Option<usize>);
+
+fn parse_tail(text: &str) -> Result<Tail, String> {
+    match text {
+        "all" => Ok(Tail(None)),
+        n => n
+            .parse()
+            .map(|n| Tail(Some(n)))
+            .map_err(|_| format!("use a number of lines or all, not {n:?}")),
+    }
 }

@@ -28,12 +28,17 @@ fn main() -> ExitCode {
         }
     };
     commands::set_insecure_registries(cli.insecure_registries.clone());
+    let Some(filter) = log_filter(&cli.log_level) else {
+        eprintln!(
+            "a3s-box: invalid --log-level {:?}: use error, warn, info, debug or trace \
+             (or tracing directives such as a3s_box_runtime=debug)",
+            cli.log_level
+        );
+        return ExitCode::from(EXIT_BOX_ERROR);
+    };
     tracing_subscriber::fmt()
         .with_timer(tracing_subscriber::fmt::time::uptime())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match dispatch(cli.command) {
@@ -85,6 +90,17 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A level name, or tracing directives (`target=level,...`); a bare word
+/// that is not a level is a mistake, not a target.
+fn log_filter(text: &str) -> Option<tracing_subscriber::EnvFilter> {
+    let level_names = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = level_names.contains(&text.to_ascii_lowercase().as_str());
+    if !is_level && !text.contains('=') {
+        return None;
+    }
+    tracing_subscriber::EnvFilter::try_new(text).ok()
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {

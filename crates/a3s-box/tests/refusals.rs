@@ -227,6 +227,10 @@ const VERBS: &[Row] = &[
     // Docker: invalid value for "since".
     row("logs --since yesterday web", "invalid time"),
     row("logs --tail abc web", "invalid value 'abc'"),
+    // Docker: "-1" is "no limit"; below that is refused.
+    row("stop -t -2 web", "invalid value '-2'"),
+    // A bare word that is no level would silently log nothing.
+    row("--log-level loud ps", "invalid --log-level"),
     row("logs web", "no such box"),
     // Docker: '"docker logs" requires exactly 1 argument'.
     row("logs b1 b2", "unexpected argument 'b2'"),
@@ -407,6 +411,18 @@ fn what_docker_accepts_is_created() {
     }
     let ids = stdout(&home.cli(&["ps", "-a", "-q"]));
     assert_eq!(ids.lines().count(), ACCEPTED.len(), "{ids}");
+    // Verbs on a created box that Docker accepts the same way.
+    let id = ids.lines().next().unwrap_or_default();
+    for argv in [
+        vec!["logs", "--tail", "all", id],
+        vec!["logs", "--tail", "0", id],
+        vec!["stop", "-t", "-1", id],
+        vec!["--log-level", "debug", "ps", "-a"],
+        vec!["--log-level", "a3s_box_runtime=info", "ps"],
+    ] {
+        let o = home.cli(&argv);
+        assert_eq!(o.status.code(), Some(0), "{argv:?}: {}", stderr(&o));
+    }
 }
 
 /// A name already taken is a conflict, refused before a second box is made.

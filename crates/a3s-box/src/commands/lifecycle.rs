@@ -63,10 +63,18 @@ pub async fn start(args: StartArgs) -> Result<u8> {
     .await
 }
 
+/// `stop -t`: seconds, or -1 for as long as the workload takes (a day).
+fn grace(secs: i64) -> Duration {
+    match u64::try_from(secs) {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => Duration::from_secs(24 * 3600),
+    }
+}
+
 /// `stop`.
 pub async fn stop(args: StopArgs) -> Result<u8> {
     let engine = engine()?;
-    let timeout = Duration::from_secs(args.time);
+    let timeout = grace(args.time);
     each(&args.boxes, |key| {
         let engine = engine.clone();
         async move {
@@ -81,7 +89,7 @@ pub async fn stop(args: StopArgs) -> Result<u8> {
 /// `restart`: stop (with the grace period) then start.
 pub async fn restart(args: StopArgs) -> Result<u8> {
     let engine = engine()?;
-    let timeout = Duration::from_secs(args.time);
+    let timeout = grace(args.time);
     each(&args.boxes, |key| {
         let engine = engine.clone();
         async move {

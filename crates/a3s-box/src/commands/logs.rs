@@ -30,7 +30,7 @@ pub fn print_line(timestamps: bool) -> impl FnMut(&LogLine) + Send {
 pub async fn logs(args: LogsArgs) -> Result<u8> {
     let opts = LogsOptions {
         since: args.since.as_deref().map(str::parse::<Since>).transpose()?,
-        tail: args.tail,
+        tail: args.tail.and_then(|t| t.0),
         follow: args.follow,
     };
     super::engine()?
