@@ -30,8 +30,8 @@ use self::child::{ChildFds, ChildInput, ChildPlan, REPORT_BYTES};
 pub use self::join::BoxNamespaces;
 use self::plan::{SpawnFailure, Stage};
 pub use self::pty::resize;
-use crate::boot::BOX_ROOT;
 use crate::error::errno_of;
+use crate::storage::root::BOX_ROOT;
 
 /// Stack of the cloned child until it execs (it runs only [`child::run`]).
 const CHILD_STACK_BYTES: usize = 128 * 1024;
@@ -63,7 +63,7 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
 }
 
 /// guest-init's own mount, UTS and IPC namespaces and root, where the layer
-/// helpers ([`crate::layers`]) run: they read the box's layers, which the
+/// helpers ([`crate::storage::layers`]) run: they read the box's layers, which the
 /// box itself cannot see.
 static OWN_VIEW: OnceLock<[OwnedFd; 4]> = OnceLock::new();
 
@@ -198,7 +198,9 @@ fn wire(
         let (master, slave) = match join.map(|ns| pty::box_terminal(&ns.root, size)) {
             Some(Ok(pair)) => pair,
             Some(Err(e)) => {
-                crate::log::debug!("no terminal in the box's devpts ({e}): using guest-init's");
+                crate::pid1::log::debug!(
+                    "no terminal in the box's devpts ({e}): using guest-init's"
+                );
                 pty::terminal(size)?
             }
             None => pty::terminal(size)?,
@@ -286,7 +288,7 @@ pub fn prepare(
     }
     argv.extend(spec.args.iter().cloned());
 
-    let join_fds = if spec.builtin && crate::layers::is_layer_helper(&spec.executable) {
+    let join_fds = if spec.builtin && crate::storage::layers::is_layer_helper(&spec.executable) {
         Some(own_view_fds()?)
     } else {
         join.map(BoxNamespaces::join_fds)

@@ -5,10 +5,10 @@
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::unistd::{pause, sync};
 
-use crate::boot::RW;
-use crate::log::{debug, warning};
-use crate::port::Port;
-use crate::trim::{trim, TRIM_BUDGET};
+use crate::agent::port::Port;
+use crate::pid1::log::{debug, warning};
+use crate::storage::root::RW;
+use crate::storage::trim::{trim, TRIM_BUDGET};
 
 /// Flush every filesystem, give the writable layer's free blocks back to
 /// the host, and end the VM.

@@ -14,12 +14,12 @@ use a3s_box_core::guest::message::{GuestMessage, ProcessSpec, WindowSize};
 use a3s_box_core::guest::{Frame, StdStream};
 use nix::unistd::Pid;
 
-use crate::credit::Credits;
-use crate::log::{debug, warning};
-use crate::port::Port;
-use crate::power;
-use crate::process::{self, plan::SpawnFailure};
-use crate::streams::{self, StdinQueue};
+use crate::agent::credit::Credits;
+use crate::agent::port::Port;
+use crate::agent::streams::{self, StdinQueue};
+use crate::container::{self, plan::SpawnFailure};
+use crate::pid1::log::{debug, warning};
+use crate::pid1::power;
 
 /// Stack of guest-init's helper threads (they hold one 64 KiB buffer at most,
 /// on the heap).
@@ -140,7 +140,7 @@ impl Session {
     }
 
     /// The hostname and namespaces of the running box.
-    fn box_namespaces(&self) -> Result<(String, process::BoxNamespaces), SpawnFailure> {
+    fn box_namespaces(&self) -> Result<(String, container::BoxNamespaces), SpawnFailure> {
         let not_running = || SpawnFailure::setup("the box is not running");
         let (hostname, main) = self
             .boot
@@ -154,7 +154,7 @@ impl Session {
             .filter(|e| e.started && e.exit_code.is_none())
             .map(|e| e.pid)
             .ok_or_else(not_running)?;
-        Ok((hostname, process::BoxNamespaces::of(pid)?))
+        Ok((hostname, container::BoxNamespaces::of(pid)?))
     }
 
     fn spawn_failed(&self, process: u32, failure: SpawnFailure) {
@@ -175,7 +175,7 @@ impl Session {
         self: &Arc<Self>,
         hostname: &str,
         spec: &ProcessSpec,
-        join: Option<&process::BoxNamespaces>,
+        join: Option<&container::BoxNamespaces>,
     ) {
         if let Err(failure) = self.launch(hostname, spec, join) {
             self.spawn_failed(spec.process, failure);
@@ -186,10 +186,10 @@ impl Session {
         self: &Arc<Self>,
         hostname: &str,
         spec: &ProcessSpec,
-        join: Option<&process::BoxNamespaces>,
+        join: Option<&container::BoxNamespaces>,
     ) -> Result<(), SpawnFailure> {
         let process = spec.process;
-        let prepared = process::prepare(hostname, spec, join)?;
+        let prepared = container::prepare(hostname, spec, join)?;
         let outputs = if spec.terminal.is_some() {
             1
         } else {
@@ -334,7 +334,7 @@ impl Session {
         let table = self.lock();
         match table.get(&process).and_then(|e| e.terminal.as_ref()) {
             Some(master) => {
-                if let Err(e) = process::resize(master, size) {
+                if let Err(e) = container::resize(master, size) {
                     warning!("resize the terminal of process {process}: {e}");
                 }
             }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use a3s_box_archive::{pack_contents, Layout, PackError};
 use a3s_box_core::guest::builtin::{LAYER_DIFF, LAYER_TAR, ROOT_TAR};
 
-use crate::boot::{LOWER, MERGED, UPPER};
+use crate::storage::root::{LOWER, MERGED, UPPER};
 
 /// Whether `name` is one of these helpers (they run in guest-init's view).
 pub fn is_layer_helper(name: &str) -> bool {

@@ -20,7 +20,8 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, InitError};
-use crate::storage::{make_dir_in_root, mount_flags, open_path_in_root};
+use crate::storage::mount_flags;
+use crate::storage::resolve::{make_dir_in_root, open_path_in_root};
 
 /// Where shares of single files are mounted for a moment.
 const STAGING: &str = "/run/a3s-file-shares";

@@ -60,7 +60,7 @@ impl BoxNamespaces {
         let out = f();
         if let Err(e) = setns(self.own_pid.as_fd(), CloneFlags::CLONE_NEWPID) {
             // Threads could no longer be started: PID 1 cannot go on.
-            crate::power::fatal(None, &format!("leave the box's PID namespace: {e}"));
+            crate::pid1::power::fatal(None, &format!("leave the box's PID namespace: {e}"));
         }
         out
     }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use a3s_box_core::guest::message::{BootSpec, HostMessage, Message};
 use a3s_box_core::guest::{Frame, StdStream};
 
+use crate::agent::port::Port;
+use crate::agent::session::Session;
 use crate::error::InitError;
-use crate::log::{debug, warning};
-use crate::port::Port;
-use crate::power;
-use crate::session::Session;
+use crate::pid1::log::{debug, warning};
+use crate::pid1::power;
 
 /// Read the next frame; the end of the port or a bad frame ends the VM.
 fn next_frame(port: &Port, reader: &mut impl Read) -> Frame {
