@@ -1,26 +1,34 @@
-//! a3s-box-guest-init: PID 1 inside an A3S Box VM.
+//! a3s-box-guest-init: PID 1 inside an A3S Box VM, which is a sandbox of
+//! one or more containers.
 //!
-//! Boot: kernel filesystems → agent port → `Hello` → `Boot` spec → box root
-//! (overlay) → the main process in its own namespaces → `Started` or
-//! `SpawnFailed`. Then it serves the host (signals, stdin, credit), reaps
-//! every child, reports `Exited` after the process's output, and powers off
-//! on `Shutdown` or when the host goes away. It never exits or panics: an
-//! unrecoverable error is logged to the console, sent as `Fatal` when the
-//! port is up, and ends the VM.
+//! Boot: kernel filesystems, loopback → agent port → `Hello` → `Boot` (clock,
+//! entropy, network) → on the one-container fast path, the first container
+//! (its root: image + overlay) and its main process in new namespaces →
+//! `Started` or `SpawnFailed`. Then it serves the host (containers, `Exec`,
+//! signals, stdin, credit), reaps every child, reports `Exited` after the
+//! process's output, and powers off on `Shutdown` or when the host goes
+//! away, never because a container's main process ended. It never exits or
+//! panics: an unrecoverable error is logged to the console, sent as `Fatal`
+//! when the port is up, and ends the VM.
 //!
 //! Modules by responsibility:
-//! - [`pid1`]: the boot sequence, early mounts, the reaper, power, the console log;
+//! - [`pid1`]: the boot sequence, early mounts, clock and entropy, the
+//!   reaper, power, the console log;
 //! - [`agent`]: the host session over the agent port (frames, process table,
-//!   stdin/stdout streams and their credit);
-//! - [`container`]: spawning processes into a box's namespaces;
-//! - [`storage`]: the box root (image, writable layer, overlay, mounts) and
-//!   its layers;
-//! - [`helpers`]: the built-in helper programs guest-init runs inside a box.
+//!   container requests, stdin/stdout streams and their credit);
+//! - [`container`]: containers (state, cgroup, ulimits, namespaces) and
+//!   spawning processes into them;
+//! - [`storage`]: each container's root (image, writable layer, overlay,
+//!   mounts, /etc files) and its layers;
+//! - [`net`]: the sandbox's network: loopback, interfaces, /etc file contents;
+//! - [`helpers`]: the built-in helper programs guest-init runs inside a
+//!   container.
 
 mod agent;
 mod container;
 mod error;
 mod helpers;
+mod net;
 mod pid1;
 mod storage;
 

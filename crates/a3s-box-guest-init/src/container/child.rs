@@ -8,6 +8,11 @@
 //! the child. A failure is written to the report pipe as
 //! [`Stage`] + errno and the child exits; a successful `execve` closes the
 //! pipe (it is `O_CLOEXEC`), which the parent reads as "started".
+//!
+//! A container's main process, once it has set up the container's
+//! namespaces (pivot, /proc, /dev, /sys), reports [`Stage::Ready`] and
+//! waits for one byte on its `go` pipe: guest-init opens the namespaces
+//! meanwhile, while they certainly exist.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -19,9 +24,10 @@ use nix::errno::Errno;
 
 use super::box_fs::{dev_nodes, mount_all, BASE_MOUNTS, LATE_MOUNTS};
 use super::plan::{Stage, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
+use super::rlimit::Rlimit;
 use super::sys::{
-    chdir, check_long, controlling_terminal, enter_root, exec_fd, mkdir, mount, pivot_root,
-    reset_signals, set_umask, sethostname, setns, stdio,
+    chdir, check_long, close, controlling_terminal, enter_root, exec_fd, mkdir, mount, pivot_root,
+    read_byte, reset_signals, set_rlimit, set_umask, sethostname, setns, stdio, write_all,
 };
 
 /// Size of a failure report: stage byte + little-endian errno.
@@ -53,6 +59,16 @@ pub struct ChildFds {
     /// Slave side of the process's pseudo-terminal: when set it is stdin,
     /// stdout, stderr and the controlling terminal.
     pub terminal: Option<RawFd>,
+}
+
+/// The pipe on which a container's main process waits before it goes on.
+#[derive(Debug, Clone, Copy)]
+pub struct GoPipe {
+    /// Its read end: the child waits for a byte.
+    pub read: RawFd,
+    /// The parent's write end, which the child's copy of the descriptor
+    /// table also has: closed first, so a parent that gives up is an EOF.
+    pub parent_end: RawFd,
 }
 
 /// Descriptors of a running box's namespaces and root, for a process that
@@ -89,6 +105,9 @@ pub struct ChildPlan {
     fds: ChildFds,
     join: Option<JoinFds>,
     exe: Option<RawFd>,
+    cgroup_procs: Option<RawFd>,
+    rlimits: Vec<Rlimit>,
+    go: Option<GoPipe>,
 }
 
 /// What [`ChildPlan::new`] is built from.
@@ -116,6 +135,12 @@ pub struct ChildInput<'a> {
     pub join: Option<JoinFds>,
     /// Execute this open file instead of searching `candidates`.
     pub exe: Option<RawFd>,
+    /// The container's `cgroup.procs`, to move into first.
+    pub cgroup_procs: Option<RawFd>,
+    /// Limits to set before dropping privileges.
+    pub rlimits: &'a [Rlimit],
+    /// For a container's main process: report ready and wait here.
+    pub go: Option<GoPipe>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -159,6 +184,9 @@ impl ChildPlan {
             fds: input.fds,
             join: input.join,
             exe: input.exe,
+            cgroup_procs: input.cgroup_procs,
+            rlimits: input.rlimits.to_vec(),
+            go: input.go,
         })
     }
 }
@@ -233,12 +261,40 @@ fn join_box(j: &JoinFds) -> Result<(), (Stage, Errno)> {
     at(Stage::EnterRoot, enter_root(j.root))
 }
 
+/// Tell the parent the container's namespaces are set up; wait for it to
+/// have opened them.
+fn ready(p: &ChildPlan, go: GoPipe) -> Result<(), (Stage, Errno)> {
+    let report = encode_report(Stage::Ready, Errno::UnknownErrno);
+    at(Stage::Ready, write_all(p.fds.report, &report))?;
+    match read_byte(go.read) {
+        Ok(true) => Ok(()),
+        // The parent gave up: stop here, quietly.
+        Ok(false) => at(Stage::Ready, Err(Errno::ECANCELED)),
+        Err(e) => at(Stage::Ready, Err(e)),
+    }
+}
+
 fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     reset_signals();
     set_umask(0);
+    if let Some(go) = p.go {
+        close(go.parent_end);
+    }
+    if let Some(procs) = p.cgroup_procs {
+        at(Stage::JoinCgroup, write_all(procs, b"0"))?;
+    }
     match &p.join {
         None => create_box(p)?,
         Some(j) => join_box(j)?,
+    }
+    if let Some(go) = p.go {
+        ready(p, go)?;
+    }
+    for limit in &p.rlimits {
+        at(
+            Stage::SetRlimit,
+            set_rlimit(limit.resource, limit.soft, limit.hard),
+        )?;
     }
     match p.fds.terminal {
         Some(tty) => {
@@ -312,6 +368,9 @@ mod tests {
             },
             join: None,
             exe: None,
+            cgroup_procs: None,
+            rlimits: &[],
+            go: None,
         })
     }
 

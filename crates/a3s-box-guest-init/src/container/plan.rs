@@ -115,9 +115,16 @@ pub enum Stage {
     EnterRoot,
     /// Making the terminal the controlling terminal of a new session.
     Terminal,
+    /// Moving into the container's cgroup.
+    JoinCgroup,
+    /// Setting the container's ulimits.
+    SetRlimit,
+    /// Not a failure: the main process set up the container's namespaces
+    /// and waits for guest-init to open them.
+    Ready,
 }
 
-const STAGES: [Stage; 19] = [
+const STAGES: [Stage; 22] = [
     Stage::MountPrivate,
     Stage::Hostname,
     Stage::PivotRoot,
@@ -137,6 +144,9 @@ const STAGES: [Stage; 19] = [
     Stage::JoinBox,
     Stage::EnterRoot,
     Stage::Terminal,
+    Stage::JoinCgroup,
+    Stage::SetRlimit,
+    Stage::Ready,
 ];
 
 impl Stage {
@@ -163,9 +173,12 @@ impl Stage {
             Stage::SetUid => "setuid",
             Stage::Workdir => "chdir to working directory",
             Stage::Exec => "exec",
-            Stage::JoinBox => "join the box's namespaces",
-            Stage::EnterRoot => "enter the box root",
+            Stage::JoinBox => "join the container's namespaces",
+            Stage::EnterRoot => "enter the container's root",
             Stage::Terminal => "set up the terminal",
+            Stage::JoinCgroup => "join the container's cgroup",
+            Stage::SetRlimit => "set the ulimits",
+            Stage::Ready => "set up the namespaces",
         }
     }
 }

@@ -164,3 +164,63 @@ pub(super) fn exec_fd(
     };
     Errno::last()
 }
+
+/// Write all of `bytes` to `fd`.
+pub(super) fn write_all(fd: RawFd, bytes: &[u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < bytes.len() {
+        let rest = &bytes[done..];
+        // SAFETY: writes from a live buffer of the given length.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            -1 if Errno::last() == Errno::EINTR => {}
+            -1 => return Err(Errno::last()),
+            n => done += n as usize,
+        }
+    }
+    Ok(())
+}
+
+/// Read one byte from `fd`: `Ok(false)` at the end of the stream.
+pub(super) fn read_byte(fd: RawFd) -> Result<bool, Errno> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a live local.
+        let n = unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+        match n {
+            -1 if Errno::last() == Errno::EINTR => {}
+            -1 => return Err(Errno::last()),
+            n => return Ok(n == 1),
+        }
+    }
+}
+
+/// Close `fd` (a copy the child must not keep).
+pub(super) fn close(fd: RawFd) {
+    // SAFETY: closes a descriptor of this process's own table.
+    unsafe { libc::close(fd) };
+}
+
+/// Set a resource limit of this process.
+pub(super) fn set_rlimit(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> Result<(), Errno> {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit64 on this process (pid 0) reads one rlimit64 that
+    // outlives the call; the old value is not asked for.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource as c_long,
+            &limit as *const libc::rlimit64,
+            ptr::null_mut::<libc::rlimit64>(),
+        )
+    };
+    check_long(rc)
+}

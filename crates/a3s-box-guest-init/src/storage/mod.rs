@@ -1,27 +1,28 @@
-//! The box's storage in the guest: the root it runs on ([`root`]: image,
-//! writable layer, overlay), the writable layer's disk (found by its
-//! virtio-blk serial), the mounts the host asks for (`-v`, `--mount`,
-//! `--tmpfs`; volumes filled from the image by [`populate`], single files by
-//! [`mount_file`]), the read-only root (`--read-only`), the layer helpers
-//! that read the box's changes ([`layers`]) and the trim of the writable
-//! layer at power-off ([`trim`]).
+//! Containers' storage in the guest: the root each runs on ([`root`]: image,
+//! init layer, writable layer, overlay), what it comes from ([`devices`]:
+//! writable disks found by their virtio-blk serial, image shares; image
+//! files attached by [`loopdev`]), the mounts the host asks for (`-v`,
+//! `--mount`, `--tmpfs`; volumes filled from the image by [`populate`],
+//! single files by [`mount_file`]), the network files of /etc
+//! ([`etc_files`]), the read-only root (`--read-only`), the layer helpers
+//! that read a container's changes ([`layers`]) and the trim of the
+//! writable disks at power-off ([`trim`]).
 //!
 //! Mount targets are resolved *inside* the box root ([`resolve`]): a symlink
 //! in the image (`/data -> /`) stays within the box and can never point a
 //! mount at guest-init's own files.
 
+pub mod devices;
+pub mod etc_files;
 pub mod layers;
+pub mod loopdev;
 pub mod mount_file;
 pub mod populate;
 pub mod resolve;
 pub mod root;
 pub mod trim;
 
-use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use a3s_box_core::guest::message::{MountSource, MountSpec};
 use nix::errno::Errno;
@@ -30,40 +31,6 @@ use nix::mount::{mount, MsFlags};
 use self::resolve::{existing_dir_in_root, make_dir_in_root};
 use crate::error::{Context, InitError};
 use crate::pid1::log::warning;
-
-const SYS_BLOCK: &str = "/sys/block";
-/// How long to wait for a disk to appear.
-const DISK_WAIT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(10);
-
-/// The `/dev` node of the virtio-blk disk whose serial is `serial`.
-pub fn find_disk(serial: &str) -> Result<String, InitError> {
-    let deadline = Instant::now() + DISK_WAIT;
-    loop {
-        if let Some(name) = disk_by_serial(Path::new(SYS_BLOCK), serial) {
-            let dev = format!("/dev/{name}");
-            if Path::new(&dev).exists() {
-                return Ok(dev);
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(InitError::Sys {
-                what: format!("no disk with serial {serial:?} in {SYS_BLOCK}"),
-                errno: Errno::ENODEV,
-            });
-        }
-        thread::sleep(POLL);
-    }
-}
-
-/// The entry of `sys_block` whose `serial` file holds `serial`.
-fn disk_by_serial(sys_block: &Path, serial: &str) -> Option<String> {
-    fs::read_dir(sys_block).ok()?.flatten().find_map(|entry| {
-        let found = fs::read_to_string(entry.path().join("serial")).ok()?;
-        (found.trim_end_matches('\n') == serial)
-            .then(|| entry.file_name().to_string_lossy().into_owned())
-    })
-}
 
 /// The mount flags `m` asks for.
 pub(crate) fn mount_flags(m: &MountSpec) -> MsFlags {
@@ -78,16 +45,17 @@ pub(crate) fn mount_flags(m: &MountSpec) -> MsFlags {
     .fold(MsFlags::empty(), |all, (_, flag)| all | flag)
 }
 
-/// Where a share is mounted while it is filled from the image, out of the
-/// box's sight, before it is moved to its target.
-const FILL_AT: &str = "/a3s/fill";
-
 /// Mount `m` into the box assembled at `root`; `image` is the same root
-/// without its mounts, where a volume to populate is filled from.
-pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitError> {
+/// without its mounts, where a volume to populate is filled from. `staging`
+/// is a directory of the container's own, out of its sight, where a share
+/// is mounted for a moment first (to be filled, or to pick its one file).
+pub fn mount_into(root: &str, image: &str, staging: &str, m: &MountSpec) -> Result<(), InitError> {
     if let MountSource::Virtiofs { tag, file: true } = &m.source {
-        return mount_file::mount_file(root, tag, m);
+        return mount_file::mount_file(root, staging, tag, m);
     }
+    // Where a share is mounted while it is filled from the image.
+    let fill_at = format!("{staging}/fill");
+    let fill_at = fill_at.as_str();
     let fill_from = match m.source {
         MountSource::Virtiofs { .. } if m.populate => existing_dir_in_root(image, &m.target)?,
         _ => None,
@@ -116,37 +84,39 @@ pub fn mount_into(root: &str, image: &str, m: &MountSpec) -> Result<(), InitErro
         )
         .context(what);
     };
-    match nix::unistd::mkdir(FILL_AT, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(e).context(|| format!("mkdir {FILL_AT}")),
-    }
+    std::fs::create_dir_all(fill_at).context(|| format!("create {fill_at}"))?;
     // A read-only volume is filled writable, sealed, then made read-only.
     mount(
         Some(source.as_str()),
-        FILL_AT,
+        fill_at,
         Some(fstype),
         flags - MsFlags::MS_RDONLY,
         Some(data.as_str()),
     )
     .context(what)?;
-    if let Err(e) = fill_and_seal(&from, m, flags) {
-        let _ = nix::mount::umount2(FILL_AT, nix::mount::MntFlags::MNT_DETACH);
+    if let Err(e) = fill_and_seal(fill_at, &from, m, flags) {
+        let _ = nix::mount::umount2(fill_at, nix::mount::MntFlags::MNT_DETACH);
         return Err(e);
     }
     mount(
-        Some(FILL_AT),
+        Some(fill_at),
         at.as_str(),
         None::<&str>,
         MsFlags::MS_MOVE,
         None::<&str>,
     )
-    .context(|| format!("move {FILL_AT} to {} in the box", m.target))
+    .context(|| format!("move {fill_at} to {} in the box", m.target))
 }
 
-/// Fill the share mounted at [`FILL_AT`] from the image's directory `from`;
+/// Fill the share mounted at `fill_at` from the image's directory `from`;
 /// seal it and make it read-only if `m` is. `flags`: the mount's own.
-fn fill_and_seal(from: &OwnedFd, m: &MountSpec, flags: MsFlags) -> Result<(), InitError> {
-    let share = OwnedFd::from(std::fs::File::open(FILL_AT).context(|| format!("open {FILL_AT}"))?);
+fn fill_and_seal(
+    fill_at: &str,
+    from: &OwnedFd,
+    m: &MountSpec,
+    flags: MsFlags,
+) -> Result<(), InitError> {
+    let share = OwnedFd::from(std::fs::File::open(fill_at).context(|| format!("open {fill_at}"))?);
     match populate::fill(from, &share, &m.target) {
         Ok(_) => {}
         // Another box found the same new volume empty and is filling it
@@ -166,7 +136,7 @@ fn fill_and_seal(from: &OwnedFd, m: &MountSpec, flags: MsFlags) -> Result<(), In
     populate::seal(&share, &m.target)?;
     mount(
         None::<&str>,
-        FILL_AT,
+        fill_at,
         None::<&str>,
         flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
         None::<&str>,
@@ -184,22 +154,4 @@ pub fn remount_read_only(root: &str) -> Result<(), InitError> {
         None::<&str>,
     )
     .context(|| format!("remount {root} read-only"))
-}
-
-#[cfg(test)]
-mod tests {
-
-    use super::*;
-
-    #[test]
-    fn finds_disks_by_serial() {
-        let dir = tempfile::tempdir().unwrap();
-        for (disk, serial) in [("vda", "a3s-root\n"), ("vdb", "a3s-rw\n")] {
-            fs::create_dir_all(dir.path().join(disk)).unwrap();
-            fs::write(dir.path().join(disk).join("serial"), serial).unwrap();
-        }
-        fs::create_dir_all(dir.path().join("loop0")).unwrap();
-        assert_eq!(disk_by_serial(dir.path(), "a3s-rw").as_deref(), Some("vdb"));
-        assert_eq!(disk_by_serial(dir.path(), "nope"), None);
-    }
 }

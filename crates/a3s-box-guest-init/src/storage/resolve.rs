@@ -27,7 +27,7 @@ pub(crate) fn open_path_in_root(
     open_at(
         root.as_raw_fd(),
         Path::new(path),
-        flags,
+        libc::O_PATH | flags,
         libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     )
 }
@@ -37,17 +37,32 @@ pub fn open_beneath(dir: RawFd, path: &Path) -> Result<OwnedFd, Errno> {
     open_at(
         dir,
         path,
-        libc::O_DIRECTORY,
+        libc::O_PATH | libc::O_DIRECTORY,
         libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV,
     )
 }
 
-/// `openat2(dir, path, O_PATH | flags, resolve)`.
+/// Open the file `path` beneath directory `dir` for reading; symlinks
+/// resolve as if `dir` were `/`, never through magic links.
+pub fn open_file_in(dir: &str, path: &str) -> Result<std::fs::File, InitError> {
+    let what = || format!("open {path} in {dir}");
+    let dir_fd = open_root(dir)?;
+    let fd = open_at(
+        dir_fd.as_raw_fd(),
+        Path::new(path),
+        libc::O_RDONLY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .context(what)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// `openat2(dir, path, flags | O_CLOEXEC, resolve)`.
 fn open_at(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> Result<OwnedFd, Errno> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: `open_how` is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | flags | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = resolve;
     // SAFETY: the path is NUL-terminated and `how` is a valid open_how of the
     // size passed; both outlive the call.
@@ -68,7 +83,7 @@ fn open_at(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> Result<
 }
 
 /// The components of an absolute box path, without `.` and empty ones.
-fn components(path: &str) -> Vec<&str> {
+pub(crate) fn components(path: &str) -> Vec<&str> {
     path.split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect()

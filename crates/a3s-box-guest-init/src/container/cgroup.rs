@@ -1,0 +1,253 @@
+//! Each container's cgroup: cgroup2 is mounted on `/sys/fs/cgroup` when
+//! the first container is created, with the cpu, cpuset, memory and pids
+//! controllers enabled for its children; each container gets the child
+//! `/sys/fs/cgroup/<id>` with the limits of its `ResourceLimits`. Every
+//! process of the container moves itself there before it execs (it writes
+//! `0` to the `cgroup.procs` descriptor kept here). Removing the container
+//! kills the cgroup's processes (`cgroup.kill`) and removes it.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+
+use a3s_box_core::config::ResourceLimits;
+use nix::mount::{mount, MsFlags};
+
+use crate::error::{Context, InitError};
+use crate::pid1::log::{debug, warning};
+
+const CGROUP_FS: &str = "/sys/fs/cgroup";
+/// The controllers containers get, if the kernel has them.
+const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+/// CFS period when only a quota is given (Docker's default), in µs.
+const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+
+/// The controllers enabled for containers, or why there are none.
+static ROOT: OnceLock<Result<Vec<&'static str>, String>> = OnceLock::new();
+
+fn root() -> &'static Result<Vec<&'static str>, String> {
+    ROOT.get_or_init(|| mount_root().map_err(|e| e.to_string()))
+}
+
+/// Mount cgroup2 and enable what [`CONTROLLERS`] the kernel has.
+fn mount_root() -> Result<Vec<&'static str>, InitError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("cgroup2"),
+        CGROUP_FS,
+        Some("cgroup2"),
+        flags,
+        None::<&str>,
+    )
+    .context(|| format!("mount cgroup2 on {CGROUP_FS}"))?;
+    let available = fs::read_to_string(format!("{CGROUP_FS}/cgroup.controllers"))
+        .context(|| "read the cgroup controllers".into())?;
+    let mut enabled = Vec::new();
+    for controller in CONTROLLERS {
+        if !available.split_whitespace().any(|c| c == controller) {
+            continue;
+        }
+        let control = format!("{CGROUP_FS}/cgroup.subtree_control");
+        match fs::write(&control, format!("+{controller}")) {
+            Ok(()) => enabled.push(controller),
+            Err(e) => warning!("enable the {controller} controller: {e}"),
+        }
+    }
+    debug!("cgroup2 mounted; controllers {enabled:?}");
+    Ok(enabled)
+}
+
+/// A container's cgroup.
+#[derive(Debug)]
+pub struct Cgroup {
+    path: String,
+    /// `cgroup.procs`, open for writing: a process writes `0` to it to
+    /// move itself into the cgroup.
+    procs: File,
+}
+
+impl Cgroup {
+    /// Create the cgroup of container `id` with `limits`. Without cgroup2
+    /// a container with no limits runs in guest-init's cgroup (`None`).
+    pub fn create(id: &str, limits: Option<&ResourceLimits>) -> Result<Option<Self>, InitError> {
+        let files = limits
+            .map(limit_files)
+            .transpose()
+            .map_err(InitError::Protocol)?;
+        let files = files.unwrap_or_default();
+        let enabled = match root() {
+            Ok(enabled) => enabled,
+            Err(e) if files.is_empty() => {
+                warning!("container {id} runs without a cgroup: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(InitError::Protocol(format!("no cgroups for limits: {e}"))),
+        };
+        let path = format!("{CGROUP_FS}/{id}");
+        fs::create_dir(&path).context(|| format!("create the cgroup {path}"))?;
+        let cgroup = Cgroup {
+            procs: OpenOptions::new()
+                .write(true)
+                .open(format!("{path}/cgroup.procs"))
+                .context(|| format!("open {path}/cgroup.procs"))?,
+            path,
+        };
+        for (file, value) in files {
+            let controller = file.split('.').next().unwrap_or(file);
+            if !enabled.contains(&controller) {
+                let _ = cgroup.remove();
+                return Err(InitError::Protocol(format!(
+                    "the {controller} controller is not available for {file}"
+                )));
+            }
+            let at = format!("{}/{file}", cgroup.path);
+            if let Err(e) = fs::write(&at, &value).context(|| format!("set {file} to {value}")) {
+                let _ = cgroup.remove();
+                return Err(e);
+            }
+        }
+        Ok(Some(cgroup))
+    }
+
+    /// The `cgroup.procs` descriptor a process moves itself in with.
+    pub fn procs_fd(&self) -> RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// SIGKILL every process in the cgroup.
+    pub fn kill(&self) -> Result<(), InitError> {
+        let at = format!("{}/cgroup.kill", self.path);
+        fs::write(&at, "1").context(|| format!("write {at}"))
+    }
+
+    /// Whether no process is left in the cgroup.
+    pub fn is_empty(&self) -> bool {
+        let at = format!("{}/cgroup.events", self.path);
+        fs::read_to_string(at).is_ok_and(|events| !populated(&events))
+    }
+
+    /// Remove the (empty) cgroup.
+    pub fn remove(&self) -> Result<(), InitError> {
+        fs::remove_dir(&self.path).context(|| format!("remove the cgroup {}", self.path))
+    }
+}
+
+/// Whether a `cgroup.events` says processes are left.
+fn populated(events: &str) -> bool {
+    events.lines().any(|l| l.trim() == "populated 1")
+}
+
+/// The cgroup files and values that enforce `limits`, as Docker maps its
+/// flags onto cgroup v2. `memory_swap` is not among them (the VM has no
+/// swap); `ulimits` are per process ([`super::rlimit`]).
+pub fn limit_files(limits: &ResourceLimits) -> Result<Vec<(&'static str, String)>, String> {
+    let mut files = Vec::new();
+    if let Some(pids) = limits.pids_limit {
+        // Docker: 0 (or less) is unlimited.
+        let value = if pids == 0 {
+            "max".into()
+        } else {
+            pids.to_string()
+        };
+        files.push(("pids.max", value));
+    }
+    if let Some(cpus) = &limits.cpuset_cpus {
+        let ok = !cpus.is_empty()
+            && cpus
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == '-');
+        if !ok {
+            return Err(format!("invalid cpuset {cpus:?}: use a list like 0-2,4"));
+        }
+        files.push(("cpuset.cpus", cpus.clone()));
+    }
+    if let Some(shares) = limits.cpu_shares.filter(|s| *s > 0) {
+        files.push(("cpu.weight", cpu_weight(shares).to_string()));
+    }
+    let period = limits.cpu_period.filter(|p| *p > 0);
+    match (limits.cpu_quota.filter(|q| *q > 0), period) {
+        (Some(quota), period) => {
+            let period = period.unwrap_or(DEFAULT_CPU_PERIOD_US);
+            files.push(("cpu.max", format!("{quota} {period}")));
+        }
+        (None, Some(period)) => files.push(("cpu.max", format!("max {period}"))),
+        (None, None) => {}
+    }
+    if let Some(bytes) = limits.memory_reservation {
+        files.push(("memory.low", bytes.to_string()));
+    }
+    Ok(files)
+}
+
+/// cgroup v2 `cpu.weight` (1–10000) for Docker's `--cpu-shares` (2–262144),
+/// as runc converts it.
+fn cpu_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_limits_no_files() {
+        assert!(limit_files(&ResourceLimits::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn limits_map_to_cgroup_v2_files() {
+        let limits = ResourceLimits {
+            pids_limit: Some(64),
+            cpuset_cpus: Some("0-1,3".into()),
+            cpu_shares: Some(1024),
+            cpu_quota: Some(50_000),
+            cpu_period: None,
+            memory_reservation: Some(64 << 20),
+            memory_swap: Some(-1),
+            ulimits: vec!["nofile=10:20".into()],
+        };
+        assert_eq!(
+            limit_files(&limits).unwrap(),
+            [
+                ("pids.max", "64".to_string()),
+                ("cpuset.cpus", "0-1,3".to_string()),
+                ("cpu.weight", "39".to_string()),
+                ("cpu.max", "50000 100000".to_string()),
+                ("memory.low", (64u64 << 20).to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn edge_values_follow_docker() {
+        let limits = ResourceLimits {
+            pids_limit: Some(0),
+            cpu_quota: Some(-1),
+            cpu_period: Some(20_000),
+            ..ResourceLimits::default()
+        };
+        assert_eq!(
+            limit_files(&limits).unwrap(),
+            [
+                ("pids.max", "max".to_string()),
+                ("cpu.max", "max 20000".to_string())
+            ]
+        );
+        assert_eq!(cpu_weight(2), 1);
+        assert_eq!(cpu_weight(262_144), 10_000);
+        assert_eq!(cpu_weight(1), 1);
+        let bad = ResourceLimits {
+            cpuset_cpus: Some("0;1".into()),
+            ..ResourceLimits::default()
+        };
+        assert!(limit_files(&bad).is_err());
+    }
+
+    #[test]
+    fn events_tell_whether_processes_are_left() {
+        assert!(populated("populated 1\nfrozen 0\n"));
+        assert!(!populated("populated 0\nfrozen 0\n"));
+        assert!(!populated(""));
+    }
+}
