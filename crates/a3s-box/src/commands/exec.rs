@@ -59,6 +59,7 @@ pub async fn exec(args: ExecArgs) -> Result<u8> {
     }
     let spec = ProcessSpec {
         process: 0,
+        container: None,
         executable: executable.clone(),
         args: rest.to_vec(),
         env,
