@@ -427,5 +427,8 @@ fn loopback_is_up_and_the_network_files_are_there_even_on_a_read_only_root() {
     let out = stdout(&o);
     assert!(out.starts_with("h1\n127.0.0.1\th1\n"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
-    assert!(out.ends_with("\n2\n"), "hostname and hosts are read-only mounts: {out}");
+    assert!(
+        out.ends_with("\n2\n"),
+        "hostname and hosts are read-only mounts: {out}"
+    );
 }

@@ -106,6 +106,16 @@ impl Link {
         self.ioctl(libc::SIOCSIFMTU, &mut req)
     }
 
+    /// The MTU (read back by the tests).
+    #[cfg(test)]
+    pub fn mtu(&self) -> Result<u32, Errno> {
+        let mut req = self.request();
+        self.ioctl(libc::SIOCGIFMTU, &mut req)?;
+        // SAFETY: SIOCGIFMTU filled in the MTU member of the union.
+        let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+        u32::try_from(mtu).map_err(|_| Errno::EINVAL)
+    }
+
     /// Set the IPv4 address and netmask.
     pub fn set_ipv4(&self, address: Ipv4Addr, netmask: Ipv4Addr) -> Result<(), Errno> {
         let mut req = self.request();

@@ -40,7 +40,12 @@ pub fn configure(config: &NetworkConfig) -> Result<(), InitError> {
 
 fn configure_one(iface: &InterfaceConfig) -> Result<(), InitError> {
     let name = wait_for_link(iface.mac)?;
-    let link = Link::new(&name).context(|| format!("open interface {name}"))?;
+    configure_link(&name, iface)
+}
+
+/// Give interface `name` the MTU, address and routes of `iface`.
+fn configure_link(name: &str, iface: &InterfaceConfig) -> Result<(), InitError> {
+    let link = Link::new(name).context(|| format!("open interface {name}"))?;
     if let Some(mtu) = iface.mtu {
         link.set_mtu(mtu)
             .context(|| format!("set the MTU of {name} to {mtu}"))?;
@@ -123,5 +128,84 @@ mod tests {
             Some("eth1")
         );
         assert_eq!(link_by_mac(dir.path(), mac("52:54:00:ab:cd:03")), None);
+    }
+
+    /// Run `f` on a thread of its own in a new network namespace (which
+    /// holds only a down `lo`); `None` where namespaces cannot be made.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        std::thread::spawn(move || {
+            // SAFETY: unshare only changes this thread's network namespace;
+            // the thread ends with the test.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                eprintln!("skipped: unshare(CLONE_NEWNET): {}", Errno::last());
+                return None;
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Whether a TCP connection over 127.0.0.1 works.
+    fn loopback_connects() -> bool {
+        let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            return false;
+        };
+        let at = listener.local_addr().unwrap();
+        std::net::TcpStream::connect(at).is_ok()
+    }
+
+    #[test]
+    fn loopback_comes_up_and_takes_127_0_0_1() {
+        let works = in_new_netns(|| {
+            let before = loopback_connects();
+            loopback_up().unwrap();
+            (before, loopback_connects())
+        });
+        if let Some((before, after)) = works {
+            assert!(!before, "a new namespace starts with lo down");
+            assert!(after, "lo is up with 127.0.0.1");
+        }
+    }
+
+    #[test]
+    fn an_interface_gets_its_mtu_address_and_default_route() {
+        // Inside the namespace `lo` stands in for a NIC.
+        let routes = in_new_netns(|| {
+            let iface = InterfaceConfig {
+                mac: MacAddr([0; 6]),
+                ipv4: Some(a3s_box_core::guest::message::Ipv4Cidr {
+                    address: "10.1.2.3".parse().unwrap(),
+                    prefix_len: 24,
+                }),
+                gateway: Some("10.1.9.1".parse().unwrap()),
+                mtu: Some(1400),
+            };
+            configure_link("lo", &iface).unwrap();
+            let mtu = Link::new("lo").unwrap().mtu().unwrap();
+            let addr_ok = std::net::UdpSocket::bind("10.1.2.3:0").is_ok();
+            let routes = fs::read_to_string("/proc/thread-self/net/route").unwrap();
+            (mtu, addr_ok, routes)
+        });
+        let Some((mtu, addr_ok, routes)) = routes else {
+            return;
+        };
+        assert_eq!(mtu, 1400);
+        assert!(addr_ok, "10.1.2.3 is an address of the namespace");
+        // Little-endian hex: 0.0.0.0 via 10.1.9.1 (0109010A), and the host
+        // route to that off-network gateway. (The /24 of the address goes to
+        // the local table on a loopback device, not this one.)
+        let lines: Vec<Vec<&str>> = routes
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let has = |dst: &str, gw: &str, mask: &str| {
+            lines
+                .iter()
+                .any(|l| l[1] == dst && l[2] == gw && l[7] == mask)
+        };
+        assert!(has("00000000", "0109010A", "00000000"), "{routes}");
+        assert!(has("0109010A", "00000000", "FFFFFFFF"), "{routes}");
     }
 }
