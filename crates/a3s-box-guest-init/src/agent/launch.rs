@@ -99,7 +99,7 @@ impl Session {
             Mode::Main => (None, Some(Arc::clone(container))),
             Mode::OwnView => (None, None),
         };
-        let mut launched = {
+        let launched = {
             // Held across clone so the reaper cannot see the pid before it is known.
             let mut table = self.lock();
             if table.contains_key(&process) {
@@ -108,6 +108,13 @@ impl Session {
                 )));
             }
             let launched = prepared.clone_child(container, join)?;
+            if let (Mode::Main, Some(pidfd)) = (mode, &launched.pidfd) {
+                // Under the table lock: the reaper cannot report this
+                // process's end before its container knows it started.
+                let ns = Namespaces::capture(launched.pid, pidfd);
+                container.started(launched.pid, ns);
+                debug!("container {} runs as pid {}", container.id, launched.pid);
+            }
             table.insert(process, Entry::new(launched.pid, outputs, main_of));
             launched
         };
@@ -116,14 +123,6 @@ impl Session {
             self.lock().remove(&process);
             failure
         };
-        if let Mode::Main = mode {
-            // The main process waits while its namespaces are opened.
-            launched.wait_ready().map_err(forget)?;
-            let ns = Namespaces::of(pid).map_err(forget)?;
-            container.started(pid, ns);
-            debug!("container {} runs as pid {pid}", container.id);
-            launched.go().map_err(forget)?;
-        }
         let streams = launched.wait_exec().map_err(forget)?;
         // Stdin is ready before the host hears `Started`, so nothing it
         // sends after that is dropped.

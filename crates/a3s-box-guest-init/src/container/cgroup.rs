@@ -2,11 +2,11 @@
 //! the first container is created, with the cpu, cpuset, memory and pids
 //! controllers enabled for its children; each container gets the child
 //! `/sys/fs/cgroup/<id>` with the limits of its `ResourceLimits`. Every
-//! process of the container moves itself there before it execs (it writes
-//! `0` to the `cgroup.procs` descriptor kept here). Removing the container
-//! kills the cgroup's processes (`cgroup.kill`) and removes it.
+//! process of the container is cloned straight into it (`CLONE_INTO_CGROUP`
+//! with the directory descriptor kept here). Removing the container kills
+//! the cgroup's processes (`cgroup.kill`) and removes it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
 
@@ -29,7 +29,26 @@ fn root() -> &'static Result<Vec<&'static str>, String> {
     ROOT.get_or_init(|| mount_root().map_err(|e| e.to_string()))
 }
 
+/// Start setting cgroup2 up on a thread of its own, so it overlaps the
+/// rest of the boot; the first container waits for it.
+pub fn prepare_root() {
+    let started = std::thread::Builder::new()
+        .name("cgroup".into())
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            let _ = root();
+        });
+    if let Err(e) = started {
+        warning!("start the cgroup thread: {e}");
+    }
+}
+
 /// Mount cgroup2 and enable what [`CONTROLLERS`] the kernel has.
+///
+/// `favordynmods`: moving a process between cgroups (each of a
+/// container's processes does, before it execs) and enabling controllers
+/// then take no RCU grace period, which costs milliseconds under emulation;
+/// forks pay a little instead.
 fn mount_root() -> Result<Vec<&'static str>, InitError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
@@ -37,22 +56,40 @@ fn mount_root() -> Result<Vec<&'static str>, InitError> {
         CGROUP_FS,
         Some("cgroup2"),
         flags,
-        None::<&str>,
+        Some("favordynmods"),
     )
+    .or_else(|_| {
+        mount(
+            Some("cgroup2"),
+            CGROUP_FS,
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+    })
     .context(|| format!("mount cgroup2 on {CGROUP_FS}"))?;
     let available = fs::read_to_string(format!("{CGROUP_FS}/cgroup.controllers"))
         .context(|| "read the cgroup controllers".into())?;
-    let mut enabled = Vec::new();
-    for controller in CONTROLLERS {
-        if !available.split_whitespace().any(|c| c == controller) {
-            continue;
-        }
-        let control = format!("{CGROUP_FS}/cgroup.subtree_control");
-        match fs::write(&control, format!("+{controller}")) {
-            Ok(()) => enabled.push(controller),
-            Err(e) => warning!("enable the {controller} controller: {e}"),
-        }
-    }
+    let wanted: Vec<&'static str> = CONTROLLERS
+        .into_iter()
+        .filter(|c| available.split_whitespace().any(|a| a == *c))
+        .collect();
+    let control = format!("{CGROUP_FS}/cgroup.subtree_control");
+    let all: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
+    // All at once; one by one if one of them is refused.
+    let enabled = match fs::write(&control, all.join(" ")) {
+        Ok(()) => wanted,
+        Err(_) => wanted
+            .into_iter()
+            .filter(|c| match fs::write(&control, format!("+{c}")) {
+                Ok(()) => true,
+                Err(e) => {
+                    warning!("enable the {c} controller: {e}");
+                    false
+                }
+            })
+            .collect(),
+    };
     debug!("cgroup2 mounted; controllers {enabled:?}");
     Ok(enabled)
 }
@@ -61,9 +98,8 @@ fn mount_root() -> Result<Vec<&'static str>, InitError> {
 #[derive(Debug)]
 pub struct Cgroup {
     path: String,
-    /// `cgroup.procs`, open for writing: a process writes `0` to it to
-    /// move itself into the cgroup.
-    procs: File,
+    /// Its directory, which processes are cloned into.
+    dir: File,
 }
 
 impl Cgroup {
@@ -86,10 +122,7 @@ impl Cgroup {
         let path = format!("{CGROUP_FS}/{id}");
         fs::create_dir(&path).context(|| format!("create the cgroup {path}"))?;
         let cgroup = Cgroup {
-            procs: OpenOptions::new()
-                .write(true)
-                .open(format!("{path}/cgroup.procs"))
-                .context(|| format!("open {path}/cgroup.procs"))?,
+            dir: File::open(&path).context(|| format!("open {path}"))?,
             path,
         };
         for (file, value) in files {
@@ -109,9 +142,9 @@ impl Cgroup {
         Ok(Some(cgroup))
     }
 
-    /// The `cgroup.procs` descriptor a process moves itself in with.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// The directory descriptor processes are cloned into.
+    pub fn dir_fd(&self) -> RawFd {
+        self.dir.as_raw_fd()
     }
 
     /// SIGKILL every process in the cgroup.

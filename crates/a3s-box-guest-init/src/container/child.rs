@@ -9,10 +9,9 @@
 //! [`Stage`] + errno and the child exits; a successful `execve` closes the
 //! pipe (it is `O_CLOEXEC`), which the parent reads as "started".
 //!
-//! A container's main process, once it has set up the container's
-//! namespaces (pivot, /proc, /dev, /sys), reports [`Stage::Ready`] and
-//! waits for one byte on its `go` pipe: guest-init opens the namespaces
-//! meanwhile, while they certainly exist.
+//! A process that joins a running container enters its mount, UTS and IPC
+//! namespaces by descriptor; entering the mount namespace makes its root
+//! the container's root (the main process pivoted into it).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -26,8 +25,8 @@ use super::box_fs::{dev_nodes, mount_all, BASE_MOUNTS, LATE_MOUNTS};
 use super::plan::{Stage, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 use super::rlimit::Rlimit;
 use super::sys::{
-    chdir, check_long, close, controlling_terminal, enter_root, exec_fd, mkdir, mount, pivot_root,
-    read_byte, reset_signals, set_rlimit, set_umask, sethostname, setns, stdio, write_all,
+    chdir, check_long, controlling_terminal, exec_fd, mkdir, mount, pivot_root, reset_signals,
+    set_rlimit, set_umask, sethostname, setns, stdio,
 };
 
 /// Size of a failure report: stage byte + little-endian errno.
@@ -61,18 +60,19 @@ pub struct ChildFds {
     pub terminal: Option<RawFd>,
 }
 
-/// The pipe on which a container's main process waits before it goes on.
+/// Where the child runs.
 #[derive(Debug, Clone, Copy)]
-pub struct GoPipe {
-    /// Its read end: the child waits for a byte.
-    pub read: RawFd,
-    /// The parent's write end, which the child's copy of the descriptor
-    /// table also has: closed first, so a parent that gives up is an EOF.
-    pub parent_end: RawFd,
+pub enum Entry {
+    /// In the container's new namespaces, which it sets up (the main process).
+    Create,
+    /// In the namespaces of the running container.
+    Join(JoinFds),
+    /// In guest-init's own namespaces and root (the layer helpers).
+    Stay,
 }
 
-/// Descriptors of a running box's namespaces and root, for a process that
-/// joins the box instead of creating it.
+/// Descriptors of a running container's namespaces, for a process that
+/// joins it instead of creating it.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinFds {
     /// Mount namespace.
@@ -81,8 +81,6 @@ pub struct JoinFds {
     pub uts: RawFd,
     /// IPC namespace.
     pub ipc: RawFd,
-    /// The box's root directory.
-    pub root: RawFd,
 }
 
 /// Everything the child needs, allocated before `clone`.
@@ -103,11 +101,9 @@ pub struct ChildPlan {
     uid: libc::uid_t,
     gid: libc::gid_t,
     fds: ChildFds,
-    join: Option<JoinFds>,
+    entry: Entry,
     exe: Option<RawFd>,
-    cgroup_procs: Option<RawFd>,
     rlimits: Vec<Rlimit>,
-    go: Option<GoPipe>,
 }
 
 /// What [`ChildPlan::new`] is built from.
@@ -131,16 +127,12 @@ pub struct ChildInput<'a> {
     pub creds: &'a Credentials,
     /// Pipes.
     pub fds: ChildFds,
-    /// Join a running box (`None`: create the box's namespaces and root).
-    pub join: Option<JoinFds>,
+    /// Where it runs.
+    pub entry: Entry,
     /// Execute this open file instead of searching `candidates`.
     pub exe: Option<RawFd>,
-    /// The container's `cgroup.procs`, to move into first.
-    pub cgroup_procs: Option<RawFd>,
     /// Limits to set before dropping privileges.
     pub rlimits: &'a [Rlimit],
-    /// For a container's main process: report ready and wait here.
-    pub go: Option<GoPipe>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -182,11 +174,9 @@ impl ChildPlan {
             uid: input.creds.uid,
             gid: input.creds.gid,
             fds: input.fds,
-            join: input.join,
+            entry: input.entry,
             exe: input.exe,
-            cgroup_procs: input.cgroup_procs,
             rlimits: input.rlimits.to_vec(),
-            go: input.go,
         })
     }
 }
@@ -252,43 +242,22 @@ fn create_box(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     mount_all(&LATE_MOUNTS)
 }
 
-/// Join the running box: its mount, UTS and IPC namespaces (the PID
-/// namespace was chosen by the cloning thread) and its root.
+/// Join the running container: its mount namespace (which makes its root
+/// and working directory the container's root), UTS and IPC namespaces
+/// (the PID namespace was chosen by the cloning thread).
 fn join_box(j: &JoinFds) -> Result<(), (Stage, Errno)> {
     at(Stage::JoinBox, setns(j.mnt, libc::CLONE_NEWNS))?;
     at(Stage::JoinBox, setns(j.uts, libc::CLONE_NEWUTS))?;
-    at(Stage::JoinBox, setns(j.ipc, libc::CLONE_NEWIPC))?;
-    at(Stage::EnterRoot, enter_root(j.root))
-}
-
-/// Tell the parent the container's namespaces are set up; wait for it to
-/// have opened them.
-fn ready(p: &ChildPlan, go: GoPipe) -> Result<(), (Stage, Errno)> {
-    let report = encode_report(Stage::Ready, Errno::UnknownErrno);
-    at(Stage::Ready, write_all(p.fds.report, &report))?;
-    match read_byte(go.read) {
-        Ok(true) => Ok(()),
-        // The parent gave up: stop here, quietly.
-        Ok(false) => at(Stage::Ready, Err(Errno::ECANCELED)),
-        Err(e) => at(Stage::Ready, Err(e)),
-    }
+    at(Stage::JoinBox, setns(j.ipc, libc::CLONE_NEWIPC))
 }
 
 fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     reset_signals();
     set_umask(0);
-    if let Some(go) = p.go {
-        close(go.parent_end);
-    }
-    if let Some(procs) = p.cgroup_procs {
-        at(Stage::JoinCgroup, write_all(procs, b"0"))?;
-    }
-    match &p.join {
-        None => create_box(p)?,
-        Some(j) => join_box(j)?,
-    }
-    if let Some(go) = p.go {
-        ready(p, go)?;
+    match &p.entry {
+        Entry::Create => create_box(p)?,
+        Entry::Join(j) => join_box(j)?,
+        Entry::Stay => {}
     }
     for limit in &p.rlimits {
         at(
@@ -366,11 +335,9 @@ mod tests {
                 report: 3,
                 terminal: None,
             },
-            join: None,
+            entry: Entry::Create,
             exe: None,
-            cgroup_procs: None,
             rlimits: &[],
-            go: None,
         })
     }
 

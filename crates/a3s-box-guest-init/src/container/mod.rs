@@ -12,6 +12,7 @@
 mod box_fs;
 pub mod cgroup;
 mod child;
+mod clone3;
 pub mod namespaces;
 pub mod plan;
 mod pty;
@@ -107,11 +108,15 @@ impl Container {
         Ok(ran)
     }
 
-    /// Its main process `pid` set up the namespaces `ns` and waits to exec.
-    pub fn started(&self, pid: Pid, ns: Namespaces) {
-        *self.lock() = Main::Running {
-            pid,
-            ns: Arc::new(ns),
+    /// Its main process `pid` was cloned with the namespaces `ns` (`None`:
+    /// it was gone before they could be opened).
+    pub fn started(&self, pid: Pid, ns: Option<Namespaces>) {
+        *self.lock() = match ns {
+            Some(ns) => Main::Running {
+                pid,
+                ns: Arc::new(ns),
+            },
+            None => Main::Exited,
         };
     }
 
@@ -186,8 +191,17 @@ mod tests {
     }
 
     /// Namespaces of this test process: enough to stand for a container's.
-    fn own_namespaces() -> Namespaces {
-        Namespaces::of(nix::unistd::getpid()).unwrap()
+    fn own_namespaces() -> Option<Namespaces> {
+        let pidfd = pidfd_of_self();
+        Some(Namespaces::capture(nix::unistd::getpid(), &pidfd).unwrap())
+    }
+
+    fn pidfd_of_self() -> std::os::fd::OwnedFd {
+        // SAFETY: pidfd_open of this process; the result is checked.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: a new descriptor nothing else owns.
+        unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }
     }
 
     #[test]
@@ -231,6 +245,10 @@ mod tests {
         // A restart after the main process exited.
         assert_eq!(c.begin_start(), Ok(true));
         c.start_failed(true);
+        assert!(c.namespaces().unwrap_err().reason.ends_with("has exited"));
+        // A main process gone before its namespaces were opened.
+        assert_eq!(c.begin_start(), Ok(true));
+        c.started(Pid::from_raw(44), None);
         assert!(c.namespaces().unwrap_err().reason.ends_with("has exited"));
     }
 }

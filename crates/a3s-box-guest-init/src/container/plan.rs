@@ -111,20 +111,13 @@ pub enum Stage {
     Exec,
     /// Joining the running box's namespaces.
     JoinBox,
-    /// Entering the running box's root.
-    EnterRoot,
     /// Making the terminal the controlling terminal of a new session.
     Terminal,
-    /// Moving into the container's cgroup.
-    JoinCgroup,
     /// Setting the container's ulimits.
     SetRlimit,
-    /// Not a failure: the main process set up the container's namespaces
-    /// and waits for guest-init to open them.
-    Ready,
 }
 
-const STAGES: [Stage; 22] = [
+const STAGES: [Stage; 19] = [
     Stage::MountPrivate,
     Stage::Hostname,
     Stage::PivotRoot,
@@ -142,11 +135,8 @@ const STAGES: [Stage; 22] = [
     Stage::Workdir,
     Stage::Exec,
     Stage::JoinBox,
-    Stage::EnterRoot,
     Stage::Terminal,
-    Stage::JoinCgroup,
     Stage::SetRlimit,
-    Stage::Ready,
 ];
 
 impl Stage {
@@ -174,11 +164,8 @@ impl Stage {
             Stage::Workdir => "chdir to working directory",
             Stage::Exec => "exec",
             Stage::JoinBox => "join the container's namespaces",
-            Stage::EnterRoot => "enter the container's root",
             Stage::Terminal => "set up the terminal",
-            Stage::JoinCgroup => "join the container's cgroup",
             Stage::SetRlimit => "set the ulimits",
-            Stage::Ready => "set up the namespaces",
         }
     }
 }

@@ -10,7 +10,7 @@
 //! reads the child's report pipe to learn whether `execve` succeeded.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
@@ -19,10 +19,10 @@ use a3s_box_core::user::{self, Credentials, UserSpec};
 use a3s_box_core::BoxError;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::sched::{clone, CloneFlags};
 use nix::unistd::{dup, pipe2, Pid};
 
-use super::child::{self, ChildFds, ChildInput, ChildPlan, GoPipe, REPORT_BYTES};
+use super::child::{self, ChildFds, ChildInput, ChildPlan, Entry, REPORT_BYTES};
+use super::clone3::Clone3;
 use super::namespaces::Namespaces;
 use super::plan::{self, SpawnFailure, Stage};
 use super::{pty, Container};
@@ -40,9 +40,6 @@ pub enum Mode<'a> {
     /// which read the container's layers).
     OwnView,
 }
-
-/// Stack of the cloned child until it execs (it runs only [`child::run`]).
-const CHILD_STACK_BYTES: usize = 128 * 1024;
 
 /// Capacity asked for each output pipe.
 const OUTPUT_PIPE_BYTES: libc::c_int = 512 * 1024;
@@ -66,47 +63,7 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let _ = SELF_EXE.set(fd);
-    let _ = OWN_VIEW.set(own_view()?);
     Ok(())
-}
-
-/// guest-init's own mount, UTS and IPC namespaces and root, where the layer
-/// helpers ([`crate::storage::layers`]) run: they read a container's
-/// layers, which the container itself cannot see.
-static OWN_VIEW: OnceLock<[OwnedFd; 4]> = OnceLock::new();
-
-fn own_view() -> Result<[OwnedFd; 4], crate::error::InitError> {
-    use crate::error::Context;
-    let open_one = |path: &str, flags: OFlag| {
-        let fd = open(
-            path,
-            flags | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .context(|| format!("open {path}"))?;
-        // SAFETY: `open` returned a new descriptor that nothing else owns.
-        Ok::<_, crate::error::InitError>(unsafe {
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-        })
-    };
-    Ok([
-        open_one("/proc/self/ns/mnt", OFlag::O_RDONLY)?,
-        open_one("/proc/self/ns/uts", OFlag::O_RDONLY)?,
-        open_one("/proc/self/ns/ipc", OFlag::O_RDONLY)?,
-        open_one("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?,
-    ])
-}
-
-fn own_view_fds() -> Result<child::JoinFds, SpawnFailure> {
-    let [mnt, uts, ipc, root] = OWN_VIEW
-        .get()
-        .ok_or_else(|| SpawnFailure::setup("guest-init's layer helpers are not available"))?;
-    Ok(child::JoinFds {
-        mnt: mnt.as_raw_fd(),
-        uts: uts.as_raw_fd(),
-        ipc: ipc.as_raw_fd(),
-        root: root.as_raw_fd(),
-    })
 }
 
 /// A process ready to clone: its plan and the pipes.
@@ -117,12 +74,11 @@ pub struct Prepared {
     child_ends: Vec<OwnedFd>,
     streams: Streams,
     report: OwnedFd,
-    /// The parent's end of a main process's go pipe.
-    go: Option<OwnedFd>,
     executable: String,
     workdir: String,
-    /// Clone flags: new namespaces for a main process, none otherwise.
-    flags: CloneFlags,
+    /// How to clone: new namespaces for a main process, the container's
+    /// cgroup, a pidfd for a main process.
+    how: Clone3,
 }
 
 /// The parent's ends of a process's standard streams.
@@ -145,7 +101,8 @@ pub struct Launched {
     pub pid: Pid,
     streams: Streams,
     report: File,
-    go: Option<File>,
+    /// A main process's pidfd.
+    pub pidfd: Option<OwnedFd>,
     executable: String,
     workdir: String,
 }
@@ -213,7 +170,7 @@ fn wire(spec: &ProcessSpec, report: &OwnedFd, mode: Mode<'_>) -> Result<Wiring, 
             Mode::Join(ns) => Some(ns),
             Mode::Main | Mode::OwnView => None,
         };
-        let (master, slave) = match join.map(|ns| pty::box_terminal(&ns.root, size)) {
+        let (master, slave) = match join.map(|ns| pty::box_terminal(ns, size)) {
             Some(Ok(pair)) => pair,
             Some(Err(e)) => {
                 crate::pid1::log::debug!(
@@ -307,27 +264,21 @@ pub fn prepare(
     }
     argv.extend(spec.args.iter().cloned());
 
-    let (join_fds, in_container) = match mode {
+    let entry = match mode {
         Mode::OwnView => {
             argv.extend(layers::layer_args(&spec.executable, &container.layout));
-            (Some(own_view_fds()?), false)
+            Entry::Stay
         }
-        Mode::Join(ns) => (Some(ns.join_fds()), true),
-        Mode::Main => (None, true),
+        Mode::Join(ns) => Entry::Join(ns.join_fds()),
+        Mode::Main => Entry::Create,
     };
+    let in_container = !matches!(entry, Entry::Stay);
     let (report_r, report_w) = pipe()?;
     let Wiring {
         streams,
         mut child_ends,
         fds,
     } = wire(spec, &report_w, mode)?;
-    let (go, go_r) = match mode {
-        Mode::Main => {
-            let (r, w) = pipe()?;
-            (Some(w), Some(r))
-        }
-        Mode::Join(_) | Mode::OwnView => (None, None),
-    };
     let plan = ChildPlan::new(ChildInput {
         hostname: &container.hostname,
         root,
@@ -338,46 +289,40 @@ pub fn prepare(
         env: &env,
         creds: &creds,
         fds,
-        join: join_fds,
+        entry,
         exe,
-        cgroup_procs: container
-            .cgroup
-            .as_ref()
-            .filter(|_| in_container)
-            .map(|c| c.procs_fd()),
         rlimits: if in_container {
             &container.rlimits
         } else {
             &[]
         },
-        go: go_r.as_ref().zip(go.as_ref()).map(|(r, w)| GoPipe {
-            read: r.as_raw_fd(),
-            parent_end: w.as_raw_fd(),
-        }),
     })
     .map_err(SpawnFailure::setup)?;
     child_ends.push(report_w);
-    child_ends.extend(go_r);
-    let flags = match mode {
-        Mode::Main => {
-            CloneFlags::CLONE_NEWNS
-                | CloneFlags::CLONE_NEWPID
-                | CloneFlags::CLONE_NEWUTS
-                | CloneFlags::CLONE_NEWIPC
-        }
+    let how = Clone3 {
         // The namespaces are joined in the child (the PID namespace by the
         // cloning thread, see `Namespaces::in_pid_namespace`).
-        Mode::Join(_) | Mode::OwnView => CloneFlags::empty(),
+        namespaces: match mode {
+            Mode::Main => {
+                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC
+            }
+            Mode::Join(_) | Mode::OwnView => 0,
+        },
+        cgroup: container
+            .cgroup
+            .as_ref()
+            .filter(|_| in_container)
+            .map(|c| c.dir_fd()),
+        pidfd: matches!(mode, Mode::Main),
     };
     Ok(Prepared {
         plan,
         child_ends,
         streams,
         report: report_r,
-        go,
         executable: spec.executable.clone(),
         workdir: spec.workdir.clone(),
-        flags,
+        how,
     })
 }
 
@@ -406,30 +351,21 @@ impl Prepared {
             child_ends,
             streams,
             report,
-            go,
             executable,
             workdir,
-            flags,
+            how,
         } = self;
-        let mut stack = vec![0u8; CHILD_STACK_BYTES];
-        // SAFETY: without CLONE_VM the child gets a copy of this address
-        // space, so `plan` and `stack` stay valid in it. The child runs only
-        // `child::run`, which makes async-signal-safe system calls on data
-        // prepared above (no allocation, no locks) and never returns.
-        let pid = unsafe {
-            clone(
-                Box::new(|| -> isize { child::run(&plan) }),
-                &mut stack,
-                flags,
-                Some(libc::SIGCHLD),
-            )
-        }?;
+        // SAFETY: the child is a copy of this thread (no CLONE_VM), so
+        // `plan` stays valid in it; it runs only `child::run`, which makes
+        // async-signal-safe system calls on data prepared above (no
+        // allocation, no locks) and never returns.
+        let cloned = unsafe { how.spawn(|| child::run(&plan)) }?;
         drop(child_ends);
         Ok(Launched {
-            pid,
+            pid: cloned.pid,
             streams,
             report: File::from(report),
-            go: go.map(File::from),
+            pidfd: cloned.pidfd,
             executable,
             workdir,
         })
@@ -469,28 +405,6 @@ impl Launched {
 
     fn failure(&self, stage: Stage, errno: Errno) -> SpawnFailure {
         SpawnFailure::from_child(stage, errno, &self.executable, &self.workdir)
-    }
-
-    /// Wait until a main process has set up its container's namespaces
-    /// (it then waits for [`Launched::go`]) or reported a failure.
-    pub fn wait_ready(&mut self) -> Result<(), SpawnFailure> {
-        match self.read_report()? {
-            Some((Stage::Ready, _)) => Ok(()),
-            Some((stage, errno)) => Err(self.failure(stage, errno)),
-            None => Err(SpawnFailure::setup(
-                "the main process ended before it set up the container",
-            )),
-        }
-    }
-
-    /// Let a main process that is ready go on to exec.
-    pub fn go(&mut self) -> Result<(), SpawnFailure> {
-        let mut go = self
-            .go
-            .take()
-            .ok_or_else(|| SpawnFailure::setup("not a main process"))?;
-        go.write_all(b"g")
-            .map_err(|e| SpawnFailure::setup(format!("release the main process: {e}")))
     }
 
     /// Wait until the child exec'd (the report pipe closes unread) or

@@ -124,14 +124,6 @@ pub(super) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
     check(unsafe { libc::setns(fd, nstype) })
 }
 
-/// Make the directory `fd` names the process root (and working directory).
-pub(super) fn enter_root(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: fchdir takes a descriptor; the path is a string literal.
-    check(unsafe { libc::fchdir(fd) })?;
-    // SAFETY: the path is a NUL-terminated string literal.
-    check(unsafe { libc::chroot(c".".as_ptr()) })
-}
-
 /// Start a new session whose controlling terminal is `tty`.
 pub(super) fn controlling_terminal(tty: RawFd) -> Result<(), Errno> {
     // SAFETY: setsid and ioctl(TIOCSCTTY) take plain integers.
@@ -163,42 +155,6 @@ pub(super) fn exec_fd(
         )
     };
     Errno::last()
-}
-
-/// Write all of `bytes` to `fd`.
-pub(super) fn write_all(fd: RawFd, bytes: &[u8]) -> Result<(), Errno> {
-    let mut done = 0;
-    while done < bytes.len() {
-        let rest = &bytes[done..];
-        // SAFETY: writes from a live buffer of the given length.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        match n {
-            -1 if Errno::last() == Errno::EINTR => {}
-            -1 => return Err(Errno::last()),
-            n => done += n as usize,
-        }
-    }
-    Ok(())
-}
-
-/// Read one byte from `fd`: `Ok(false)` at the end of the stream.
-pub(super) fn read_byte(fd: RawFd) -> Result<bool, Errno> {
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: reads at most one byte into a live local.
-        let n = unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
-        match n {
-            -1 if Errno::last() == Errno::EINTR => {}
-            -1 => return Err(Errno::last()),
-            n => return Ok(n == 1),
-        }
-    }
-}
-
-/// Close `fd` (a copy the child must not keep).
-pub(super) fn close(fd: RawFd) {
-    // SAFETY: closes a descriptor of this process's own table.
-    unsafe { libc::close(fd) };
 }
 
 /// Set a resource limit of this process.

@@ -32,6 +32,7 @@ pub fn run() -> ! {
     if let Err(e) = net::loopback_up() {
         warning!("{e}");
     }
+    container::cgroup::prepare_root();
 
     let (file, path) = port::open_port().unwrap_or_else(|e| power::fatal(None, &e.to_string()));
     let reader = file

@@ -76,25 +76,27 @@ pub fn plan(
     Ok(planned)
 }
 
-/// Make the init layer at `dir`: `etc/` with an empty file for each of
-/// `planned`.
-pub fn write_init_layer(dir: &str, planned: &[EtcFile]) -> Result<(), InitError> {
-    let etc = format!("{dir}/etc");
-    fs::create_dir_all(&etc).context(|| format!("create {etc}"))?;
+/// Make the init layer at `init`: `etc/` with an empty file for each of
+/// `planned`; and write the files themselves into `dir`.
+pub fn write(init: &str, dir: &str, planned: &[EtcFile]) -> Result<(), InitError> {
+    let etc = format!("{init}/etc");
+    for d in [&etc, dir] {
+        fs::create_dir_all(d).context(|| format!("create {d}"))?;
+    }
     for file in planned {
         let path = format!("{etc}/{}", file.name());
         fs::write(&path, "").context(|| format!("create {path}"))?;
+        let source = format!("{dir}/{}", file.name());
+        fs::write(&source, &file.content).context(|| format!("write {source}"))?;
     }
     Ok(())
 }
 
-/// Write each file of `planned` into `dir` and bind it onto its path in the
+/// Bind each file of `planned`, written into `dir`, onto its path in the
 /// container root `root`; read-only binds with `read_only` (`--read-only`).
 pub fn bind(root: &str, dir: &str, planned: &[EtcFile], read_only: bool) -> Result<(), InitError> {
-    fs::create_dir_all(dir).context(|| format!("create {dir}"))?;
     for file in planned {
         let source = format!("{dir}/{}", file.name());
-        fs::write(&source, &file.content).context(|| format!("write {source}"))?;
         let target = file_in_root(root, file.path)?;
         let at = format!("/proc/self/fd/{}", target.as_raw_fd());
         let what = || format!("mount {source} on {} in the container", file.path);
@@ -166,16 +168,23 @@ mod tests {
     }
 
     #[test]
-    fn the_init_layer_has_empty_files() {
+    fn the_init_layer_has_empty_files_and_the_files_their_content() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap();
-        write_init_layer(d, &plan("h", None, &[]).unwrap()).unwrap();
-        let mut names: Vec<_> = fs::read_dir(dir.path().join("etc"))
+        let init = dir.path().join("init");
+        let etc = dir.path().join("etc");
+        let planned = plan("h", None, &[]).unwrap();
+        write(init.to_str().unwrap(), etc.to_str().unwrap(), &planned).unwrap();
+        let mut names: Vec<_> = fs::read_dir(init.join("etc"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
         assert_eq!(names, ["hostname", "hosts"]);
-        assert_eq!(fs::read(dir.path().join("etc/hosts")).unwrap(), b"");
+        assert_eq!(fs::read(init.join("etc/hosts")).unwrap(), b"");
+        assert_eq!(fs::read_to_string(etc.join("hostname")).unwrap(), "h\n");
+        assert_eq!(
+            fs::read_to_string(etc.join("hosts")).unwrap(),
+            planned[1].content
+        );
     }
 }

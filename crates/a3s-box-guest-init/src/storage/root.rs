@@ -159,7 +159,7 @@ fn build(
     for dir in [&layout.upper, &layout.work] {
         fs::create_dir_all(dir).context(|| format!("create {dir}"))?;
     }
-    etc_files::write_init_layer(&layout.init_layer(), planned)?;
+    etc_files::write(&layout.init_layer(), &layout.etc(), planned)?;
     let opts = layout.overlay_options();
     mount(
         Some("overlay"),
