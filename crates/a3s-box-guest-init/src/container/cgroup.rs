@@ -1,10 +1,16 @@
 //! Each container's cgroup: cgroup2 is mounted on `/sys/fs/cgroup` when
-//! the first container is created, with the cpu, cpuset, memory and pids
-//! controllers enabled for its children; each container gets the child
+//! the first container is created, and each container gets the child
 //! `/sys/fs/cgroup/<id>` with the limits of its `ResourceLimits`. Every
 //! process of the container is cloned straight into it (`CLONE_INTO_CGROUP`
 //! with the directory descriptor kept here). Removing the container kills
 //! the cgroup's processes (`cgroup.kill`) and removes it.
+//!
+//! The cpu, memory and pids controllers are enabled for the containers'
+//! cgroups (cpuset too when a container asks for CPUs). Enabling them
+//! costs tens of milliseconds under emulation, so unless a container's
+//! limits need them first, it happens on a thread once the first
+//! container's main process has started ([`enable_in_background`]); the
+//! kernel adds them to the cgroups that exist by then.
 
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, RawFd};
@@ -17,81 +23,97 @@ use crate::error::{Context, InitError};
 use crate::pid1::log::{debug, warning};
 
 const CGROUP_FS: &str = "/sys/fs/cgroup";
-/// The controllers containers get, if the kernel has them.
-const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+/// The controllers every container's cgroup gets, if the kernel has them.
+const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+/// Enabled only for a container that limits its CPUs.
+const CPUSET: &str = "cpuset";
 /// CFS period when only a quota is given (Docker's default), in µs.
 const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 
-/// The controllers enabled for containers, or why there are none.
-static ROOT: OnceLock<Result<Vec<&'static str>, String>> = OnceLock::new();
+/// cgroup2 mounted, or why not.
+static MOUNTED: OnceLock<Result<(), String>> = OnceLock::new();
+/// The controllers enabled for containers, or why none are.
+static ENABLED: OnceLock<Result<Vec<&'static str>, String>> = OnceLock::new();
+/// The cpuset controller enabled, or why not.
+static CPUSET_ENABLED: OnceLock<Result<(), String>> = OnceLock::new();
 
-fn root() -> &'static Result<Vec<&'static str>, String> {
-    ROOT.get_or_init(|| mount_root().map_err(|e| e.to_string()))
+fn mounted() -> Result<(), String> {
+    MOUNTED
+        .get_or_init(|| {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(
+                Some("cgroup2"),
+                CGROUP_FS,
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            )
+            .context(|| format!("mount cgroup2 on {CGROUP_FS}"))
+            .map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
-/// Start setting cgroup2 up on a thread of its own, so it overlaps the
-/// rest of the boot; the first container waits for it.
-pub fn prepare_root() {
+/// `+controller` in the root's `cgroup.subtree_control`.
+fn enable(controller: &str) -> Result<(), String> {
+    let control = format!("{CGROUP_FS}/cgroup.subtree_control");
+    fs::write(&control, format!("+{controller}"))
+        .map_err(|e| format!("enable the {controller} controller: {e}"))
+}
+
+/// Enable what [`CONTROLLERS`] the kernel has (once; later callers wait).
+fn enabled() -> &'static Result<Vec<&'static str>, String> {
+    ENABLED.get_or_init(|| {
+        mounted()?;
+        let available = fs::read_to_string(format!("{CGROUP_FS}/cgroup.controllers"))
+            .map_err(|e| format!("read the cgroup controllers: {e}"))?;
+        let mut enabled = Vec::new();
+        for controller in CONTROLLERS {
+            if !available.split_whitespace().any(|a| a == controller) {
+                continue;
+            }
+            match enable(controller) {
+                Ok(()) => enabled.push(controller),
+                Err(e) => warning!("{e}"),
+            }
+        }
+        debug!("cgroup controllers {enabled:?} enabled");
+        Ok(enabled)
+    })
+}
+
+/// Enable the controllers on a thread of their own.
+pub fn enable_in_background() {
+    if ENABLED.get().is_some() {
+        return;
+    }
     let started = std::thread::Builder::new()
         .name("cgroup".into())
         .stack_size(64 * 1024)
         .spawn(|| {
-            let _ = root();
+            let _ = enabled();
         });
     if let Err(e) = started {
         warning!("start the cgroup thread: {e}");
     }
 }
 
-/// Mount cgroup2 and enable what [`CONTROLLERS`] the kernel has.
-///
-/// `favordynmods`: moving a process between cgroups (each of a
-/// container's processes does, before it execs) and enabling controllers
-/// then take no RCU grace period, which costs milliseconds under emulation;
-/// forks pay a little instead.
-fn mount_root() -> Result<Vec<&'static str>, InitError> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(
-        Some("cgroup2"),
-        CGROUP_FS,
-        Some("cgroup2"),
-        flags,
-        Some("favordynmods"),
-    )
-    .or_else(|_| {
-        mount(
-            Some("cgroup2"),
-            CGROUP_FS,
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )
-    })
-    .context(|| format!("mount cgroup2 on {CGROUP_FS}"))?;
-    let available = fs::read_to_string(format!("{CGROUP_FS}/cgroup.controllers"))
-        .context(|| "read the cgroup controllers".into())?;
-    let wanted: Vec<&'static str> = CONTROLLERS
-        .into_iter()
-        .filter(|c| available.split_whitespace().any(|a| a == *c))
-        .collect();
-    let control = format!("{CGROUP_FS}/cgroup.subtree_control");
-    let all: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
-    // All at once; one by one if one of them is refused.
-    let enabled = match fs::write(&control, all.join(" ")) {
-        Ok(()) => wanted,
-        Err(_) => wanted
-            .into_iter()
-            .filter(|c| match fs::write(&control, format!("+{c}")) {
-                Ok(()) => true,
-                Err(e) => {
-                    warning!("enable the {c} controller: {e}");
-                    false
-                }
-            })
-            .collect(),
-    };
-    debug!("cgroup2 mounted; controllers {enabled:?}");
-    Ok(enabled)
+/// The controller `file` belongs to (`pids.max` → `pids`).
+fn controller_of(file: &str) -> &str {
+    file.split('.').next().unwrap_or(file)
+}
+
+/// Make sure the controllers that the cgroup files `files` need are there.
+fn enable_for(files: &[(&'static str, String)]) -> Result<(), String> {
+    let enabled = enabled().as_ref().map_err(Clone::clone)?;
+    for (file, _) in files {
+        match controller_of(file) {
+            CPUSET => CPUSET_ENABLED.get_or_init(|| enable(CPUSET)).clone()?,
+            c if enabled.contains(&c) => {}
+            c => return Err(format!("the {c} controller is not available for {file}")),
+        }
+    }
+    Ok(())
 }
 
 /// A container's cgroup.
@@ -111,14 +133,22 @@ impl Cgroup {
             .transpose()
             .map_err(InitError::Protocol)?;
         let files = files.unwrap_or_default();
-        let enabled = match root() {
-            Ok(enabled) => enabled,
+        let ready = mounted().and_then(|()| match files.is_empty() {
+            true => Ok(()),
+            false => enable_for(&files),
+        });
+        match ready {
+            Ok(()) => {}
             Err(e) if files.is_empty() => {
                 warning!("container {id} runs without a cgroup: {e}");
                 return Ok(None);
             }
-            Err(e) => return Err(InitError::Protocol(format!("no cgroups for limits: {e}"))),
-        };
+            Err(e) => {
+                return Err(InitError::Protocol(format!(
+                    "no cgroup for the limits: {e}"
+                )))
+            }
+        }
         let path = format!("{CGROUP_FS}/{id}");
         fs::create_dir(&path).context(|| format!("create the cgroup {path}"))?;
         let cgroup = Cgroup {
@@ -126,13 +156,6 @@ impl Cgroup {
             path,
         };
         for (file, value) in files {
-            let controller = file.split('.').next().unwrap_or(file);
-            if !enabled.contains(&controller) {
-                let _ = cgroup.remove();
-                return Err(InitError::Protocol(format!(
-                    "the {controller} controller is not available for {file}"
-                )));
-            }
             let at = format!("{}/{file}", cgroup.path);
             if let Err(e) = fs::write(&at, &value).context(|| format!("set {file} to {value}")) {
                 let _ = cgroup.remove();
@@ -275,6 +298,13 @@ mod tests {
             ..ResourceLimits::default()
         };
         assert!(limit_files(&bad).is_err());
+    }
+
+    #[test]
+    fn files_name_their_controller() {
+        assert_eq!(controller_of("pids.max"), "pids");
+        assert_eq!(controller_of("cpuset.cpus"), "cpuset");
+        assert_eq!(controller_of("memory.low"), "memory");
     }
 
     #[test]

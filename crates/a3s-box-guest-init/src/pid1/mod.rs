@@ -32,7 +32,6 @@ pub fn run() -> ! {
     if let Err(e) = net::loopback_up() {
         warning!("{e}");
     }
-    container::cgroup::prepare_root();
 
     let (file, path) = port::open_port().unwrap_or_else(|e| power::fatal(None, &e.to_string()));
     let reader = file
@@ -97,5 +96,7 @@ pub fn run() -> ! {
     if let Some(main) = main {
         session.start_main(&main);
     }
+    // Off the path to the first main process.
+    container::cgroup::enable_in_background();
     serve::serve(&session, reader)
 }
