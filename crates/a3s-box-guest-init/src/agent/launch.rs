@@ -108,10 +108,11 @@ impl Session {
                 )));
             }
             let launched = prepared.clone_child(container, join)?;
-            if let (Mode::Main, Some(pidfd)) = (mode, &launched.pidfd) {
+            if let Mode::Main = mode {
                 // Under the table lock: the reaper cannot report this
                 // process's end before its container knows it started.
-                let ns = Namespaces::capture(launched.pid, pidfd);
+                let ns = (launched.pidfd.as_ref())
+                    .and_then(|pidfd| Namespaces::capture(launched.pid, pidfd));
                 container.started(launched.pid, ns);
                 debug!("container {} runs as pid {}", container.id, launched.pid);
             }
