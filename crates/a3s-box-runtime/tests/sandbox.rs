@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use a3s_box_core::config::ResourceLimits;
 use a3s_box_core::guest::message::{
-    BootSpec, ContainerSpec, DiskSpec, GuestMessage, HostEntry, HostMessage, Message,
+    BootSpec, ContainerSpec, DiskSpec, DnsConfig, GuestMessage, HostEntry, HostMessage, Message,
     NetworkConfig, ProcessSpec, RootImage, RootSpec, StorageSpec,
 };
 use a3s_box_core::guest::{Frame, PROTOCOL_VERSION};
@@ -276,6 +276,11 @@ async fn two_containers_share_a_vm_and_its_loopback_but_nothing_else() {
             name: "db.test".into(),
             address: "10.9.8.7".parse().unwrap(),
         }],
+        dns: Some(DnsConfig {
+            nameservers: vec!["10.0.2.3".parse().unwrap()],
+            search: vec!["test".into()],
+            options: Vec::new(),
+        }),
         ..NetworkConfig::default()
     };
     let mut web = sh(
@@ -380,6 +385,18 @@ async fn two_containers_share_a_vm_and_its_loopback_but_nothing_else() {
         "{out}"
     );
     assert!(out.ends_with("100\n"), "ulimit: {out}");
+    // The sandbox's DNS settings, in a file that is not the image's.
+    let (code, out) = vm
+        .sh(
+            13,
+            "api",
+            "cat /etc/resolv.conf; grep -c resolv.conf /proc/mounts",
+        )
+        .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "nameserver 10.0.2.3\nsearch test\n1\n")
+    );
 
     // The pids limit of api holds; web has none.
     // The sleeps' output is not the exec's: its Exited does not wait for them.
