@@ -9,7 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use a3s_box_core::guest::message::{
-    BootSpec, GuestMessage, HostMessage, Message, ProcessSpec, RootSpec, WindowSize,
+    BootSpec, ContainerOp, ContainerSpec, GuestMessage, HostMessage, Message, ProcessSpec,
+    RootImage, RootSpec, WallClock, WindowSize,
 };
 use a3s_box_core::guest::{
     Frame, FrameError, StdStream, FRAME_HEADER_BYTES, MAX_DATA_CHUNK_BYTES, MAX_FRAME_PAYLOAD_BYTES,
@@ -176,12 +177,22 @@ fn process_spec() -> impl Strategy<Value = ProcessSpec> {
         (any::<u32>(), text(), prop::collection::vec(text(), 0..3)),
         prop::collection::vec((text(), text()), 0..3),
         (text(), prop::option::of(text()), any::<bool>()),
-        (prop::option::of(window()), any::<bool>()),
+        (
+            prop::option::of(window()),
+            any::<bool>(),
+            prop::option::of(text()),
+        ),
     )
         .prop_map(
-            |((process, executable, args), env, (workdir, user, stdin), (terminal, builtin))| {
+            |(
+                (process, executable, args),
+                env,
+                (workdir, user, stdin),
+                (terminal, builtin, container),
+            )| {
                 ProcessSpec {
                     process,
+                    container,
                     executable,
                     args,
                     env,
@@ -195,16 +206,51 @@ fn process_spec() -> impl Strategy<Value = ProcessSpec> {
         )
 }
 
+fn container_spec() -> impl Strategy<Value = ContainerSpec> {
+    (text(), text(), text(), text(), any::<bool>()).prop_map(
+        |(id, hostname, path, fstype, shared)| {
+            let image = match shared {
+                true => RootImage::SharedFile {
+                    tag: id.clone(),
+                    path,
+                },
+                false => RootImage::Device { path },
+            };
+            ContainerSpec {
+                id,
+                hostname,
+                root: RootSpec { image, fstype },
+                storage: None,
+                limits: None,
+                workdir: None,
+            }
+        },
+    )
+}
+
 fn host_message() -> impl Strategy<Value = HostMessage> {
     prop_oneof![
-        (text(), text(), text(), process_spec()).prop_map(|(hostname, device, fstype, main)| {
-            HostMessage::Boot(BootSpec {
-                hostname,
-                root: RootSpec { device, fstype },
-                main,
-                storage: None,
-            })
-        }),
+        (
+            text(),
+            any::<(i64, u32)>(),
+            prop::collection::vec(any::<u8>(), 0..40),
+            prop::option::of(container_spec()),
+            prop::option::of(process_spec()),
+        )
+            .prop_map(|(sandbox, (secs, nanos), entropy, container, main)| {
+                HostMessage::Boot(BootSpec {
+                    sandbox,
+                    clock: Some(WallClock { secs, nanos }),
+                    entropy,
+                    network: None,
+                    container: container.map(Box::new),
+                    main: main.map(Box::new),
+                })
+            }),
+        container_spec().prop_map(HostMessage::CreateContainer),
+        process_spec().prop_map(HostMessage::Start),
+        (text(), any::<bool>())
+            .prop_map(|(container, discard)| HostMessage::RemoveContainer { container, discard }),
         (any::<u32>(), any::<i32>())
             .prop_map(|(process, signal)| HostMessage::Signal { process, signal }),
         process_spec().prop_map(HostMessage::Exec),
@@ -229,6 +275,19 @@ fn guest_message() -> impl Strategy<Value = GuestMessage> {
         (any::<u32>(), any::<i32>())
             .prop_map(|(process, exit_code)| GuestMessage::Exited { process, exit_code }),
         text().prop_map(|reason| GuestMessage::Fatal { reason }),
+        text().prop_map(|container| GuestMessage::ContainerCreated { container }),
+        text().prop_map(|container| GuestMessage::ContainerRemoved { container }),
+        (text(), any::<bool>(), text()).prop_map(|(container, create, reason)| {
+            GuestMessage::ContainerFailed {
+                container,
+                op: if create {
+                    ContainerOp::Create
+                } else {
+                    ContainerOp::Remove
+                },
+                reason,
+            }
+        }),
     ]
 }
 

@@ -414,3 +414,25 @@ fn a_guest_that_never_becomes_ready_times_out_with_the_console() {
     assert!(start.elapsed() < Duration::from_secs(40));
     b.assert_no_boxes_left();
 }
+
+#[test]
+fn loopback_is_up_and_the_network_files_are_there_even_on_a_read_only_root() {
+    let b = TestHome::new();
+    let o = b.run(
+        &["--read-only", "--hostname", "h1"],
+        &[
+            "sh",
+            "-c",
+            "httpd -p 127.0.0.1:8080 -h /etc && wget -qO- http://127.0.0.1:8080/hostname; \
+             tail -1 /etc/hosts; (echo x >/etc/hosts) 2>&1; grep -c ' /etc/host[names]* .* ro,' /proc/mounts",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("h1\n127.0.0.1\th1\n"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(
+        out.ends_with("\n2\n"),
+        "hostname and hosts are read-only mounts: {out}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod connection;
 mod credit;
+pub mod seed;
 
 pub use connection::{connect, split, FrameReader, FrameWriter};
 pub use credit::{CreditBatch, CREDIT_BATCH_BYTES};

@@ -69,6 +69,7 @@ pub struct GuestStats {
 fn builtin_spec(name: &str, args: &[&str], stdin: bool) -> ProcessSpec {
     ProcessSpec {
         process: 0,
+        container: None,
         executable: name.to_string(),
         args: args.iter().map(|a| a.to_string()).collect(),
         env: Vec::new(),

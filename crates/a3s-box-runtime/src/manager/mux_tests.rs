@@ -6,6 +6,7 @@ use super::*;
 fn spec(stdin: bool) -> ProcessSpec {
     ProcessSpec {
         process: 0,
+        container: None,
         executable: "cat".into(),
         args: vec![],
         env: vec![],

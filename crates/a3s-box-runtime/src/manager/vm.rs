@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use a3s_box_core::guest::message::{
-    BootSpec, DiskSpec, ProcessSpec, RootSpec, StorageSpec, WindowSize,
+    BootSpec, ContainerSpec, DiskSpec, ProcessSpec, RootImage, RootSpec, StorageSpec, WindowSize,
 };
 use a3s_box_core::guest::{Frame, StdStream};
 use a3s_box_core::{BoxError, Entrypoint, InstanceSpec, Result, VmHandler, VmmProvider};
@@ -279,13 +279,35 @@ pub async fn run_vm(
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
     let boot = BootSpec {
-        hostname,
-        root: RootSpec {
-            device: "/dev/vda".into(),
-            fstype: format.fstype().into(),
-        },
-        main: ProcessSpec {
+        sandbox: id.to_string(),
+        clock: Some(guest::seed::wall_clock()),
+        entropy: guest::seed::fresh_entropy()?,
+        network: None,
+        container: Some(Box::new(ContainerSpec {
+            id: id.to_string(),
+            hostname,
+            root: RootSpec {
+                image: RootImage::Device {
+                    path: "/dev/vda".into(),
+                },
+                fstype: format.fstype().into(),
+            },
+            storage: Some(Box::new(StorageSpec {
+                writable: storage.has_writable_disk().then(|| DiskSpec {
+                    serial: WRITABLE_SERIAL.into(),
+                    fstype: LAYER_FSTYPE.into(),
+                }),
+                writable_dir: None,
+                tmpfs_upper_bytes: storage.tmpfs_upper_bytes,
+                read_only: storage.read_only,
+                mounts: storage.mounts.clone(),
+            })),
+            limits: None,
+            workdir: None,
+        })),
+        main: Some(Box::new(ProcessSpec {
             process: MAIN_PROCESS,
+            container: None,
             executable: spec.entrypoint.executable.clone(),
             args: spec.entrypoint.args.clone(),
             env: spec.entrypoint.env.clone(),
@@ -294,15 +316,6 @@ pub async fn run_vm(
             stdin: opts.stdin,
             terminal: opts.tty.then(WindowSize::default),
             builtin: opts.builtin,
-        },
-        storage: Some(Box::new(StorageSpec {
-            writable: storage.has_writable_disk().then(|| DiskSpec {
-                serial: WRITABLE_SERIAL.into(),
-                fstype: LAYER_FSTYPE.into(),
-            }),
-            tmpfs_upper_bytes: storage.tmpfs_upper_bytes,
-            read_only: storage.read_only,
-            mounts: storage.mounts.clone(),
         })),
     };
     let boot_timeout = engine.boot_timeout;

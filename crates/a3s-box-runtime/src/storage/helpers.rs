@@ -57,6 +57,7 @@ impl AsyncWrite for SyncWriter {
 fn helper_spec(helper: &str) -> ProcessSpec {
     ProcessSpec {
         process: 0,
+        container: None,
         executable: helper.to_string(),
         args: Vec::new(),
         env: Vec::new(),

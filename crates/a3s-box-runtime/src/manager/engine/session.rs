@@ -72,6 +72,7 @@ impl Engine {
         }
         let spec = ProcessSpec {
             process: 0,
+            container: None,
             executable: executable.clone(),
             args: rest.to_vec(),
             env,

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use a3s_box_core::guest::message::WindowSize;
 use nix::pty::{openpty, Winsize};
 
+use super::namespaces::Namespaces;
 use super::plan::SpawnFailure;
 
 /// `struct open_how` of openat2(2).
@@ -55,7 +56,15 @@ pub fn resize(master: &File, size: WindowSize) -> nix::Result<()> {
 /// A pseudo-terminal of the running box's own devpts, so the process sees
 /// its terminal at /dev/pts/N as `tty` expects. The path is resolved inside
 /// the box root (no escape through its symlinks or magic links).
-pub(super) fn box_terminal(root: &OwnedFd, size: WindowSize) -> nix::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn box_terminal(
+    ns: &Namespaces,
+    size: WindowSize,
+) -> Result<(OwnedFd, OwnedFd), String> {
+    let root = ns.root().map_err(|f| f.reason)?;
+    terminal_in(root, size).map_err(|e| e.to_string())
+}
+
+fn terminal_in(root: &OwnedFd, size: WindowSize) -> nix::Result<(OwnedFd, OwnedFd)> {
     let how = OpenHow {
         flags: (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as u64,
         mode: 0,

@@ -124,14 +124,6 @@ pub(super) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
     check(unsafe { libc::setns(fd, nstype) })
 }
 
-/// Make the directory `fd` names the process root (and working directory).
-pub(super) fn enter_root(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: fchdir takes a descriptor; the path is a string literal.
-    check(unsafe { libc::fchdir(fd) })?;
-    // SAFETY: the path is a NUL-terminated string literal.
-    check(unsafe { libc::chroot(c".".as_ptr()) })
-}
-
 /// Start a new session whose controlling terminal is `tty`.
 pub(super) fn controlling_terminal(tty: RawFd) -> Result<(), Errno> {
     // SAFETY: setsid and ioctl(TIOCSCTTY) take plain integers.
@@ -163,4 +155,28 @@ pub(super) fn exec_fd(
         )
     };
     Errno::last()
+}
+
+/// Set a resource limit of this process.
+pub(super) fn set_rlimit(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> Result<(), Errno> {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit64 on this process (pid 0) reads one rlimit64 that
+    // outlives the call; the old value is not asked for.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource as c_long,
+            &limit as *const libc::rlimit64,
+            ptr::null_mut::<libc::rlimit64>(),
+        )
+    };
+    check_long(rc)
 }

@@ -51,8 +51,8 @@ pub fn console(args: fmt::Arguments<'_>) {
 /// Log a milestone when `a3s.debug` is on.
 macro_rules! debug {
     ($($arg:tt)*) => {
-        if $crate::log::debug_enabled() {
-            $crate::log::console(format_args!($($arg)*));
+        if $crate::pid1::log::debug_enabled() {
+            $crate::pid1::log::console(format_args!($($arg)*));
         }
     };
 }
@@ -60,7 +60,7 @@ macro_rules! debug {
 /// Log a line unconditionally.
 macro_rules! warning {
     ($($arg:tt)*) => {
-        $crate::log::console(format_args!($($arg)*))
+        $crate::pid1::log::console(format_args!($($arg)*))
     };
 }
 

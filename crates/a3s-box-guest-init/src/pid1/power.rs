@@ -5,20 +5,29 @@
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::unistd::{pause, sync};
 
-use crate::boot::RW;
-use crate::log::{debug, warning};
-use crate::port::Port;
-use crate::trim::{trim, TRIM_BUDGET};
+use crate::agent::port::Port;
+use crate::pid1::log::{debug, warning};
+use crate::storage::devices::mounted_disks;
+use crate::storage::trim::{trim, TRIM_BUDGET};
 
-/// Flush every filesystem, give the writable layer's free blocks back to
+/// Flush every filesystem, give the writable disks' free blocks back to
 /// the host, and end the VM.
 pub fn power_off() -> ! {
     debug!("sync and power off");
     sync();
-    // A tmpfs upper layer (or none yet) cannot be trimmed: nothing to give back.
-    match trim(RW, TRIM_BUDGET) {
-        Ok(t) => debug!("trimmed {} KiB (complete: {})", t.bytes >> 10, t.complete),
-        Err(e) => debug!("no trim of {RW}: {e}"),
+    // Tmpfs layers cannot be trimmed: nothing to give back. The budget is
+    // shared: the host waits a fixed time for the power-off.
+    let deadline = std::time::Instant::now() + TRIM_BUDGET;
+    for disk in mounted_disks() {
+        let budget = deadline.saturating_duration_since(std::time::Instant::now());
+        match trim(&disk, budget) {
+            Ok(t) => debug!(
+                "trimmed {} KiB of {disk} (complete: {})",
+                t.bytes >> 10,
+                t.complete
+            ),
+            Err(e) => debug!("no trim of {disk}: {e}"),
+        }
     }
     let err = match reboot(RebootMode::RB_AUTOBOOT) {
         Ok(never) => match never {},

@@ -8,6 +8,10 @@
 //! the child. A failure is written to the report pipe as
 //! [`Stage`] + errno and the child exits; a successful `execve` closes the
 //! pipe (it is `O_CLOEXEC`), which the parent reads as "started".
+//!
+//! A process that joins a running container enters its mount, UTS and IPC
+//! namespaces by descriptor; entering the mount namespace makes its root
+//! the container's root (the main process pivoted into it).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -19,9 +23,10 @@ use nix::errno::Errno;
 
 use super::box_fs::{dev_nodes, mount_all, BASE_MOUNTS, LATE_MOUNTS};
 use super::plan::{Stage, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
+use super::rlimit::Rlimit;
 use super::sys::{
-    chdir, check_long, controlling_terminal, enter_root, exec_fd, mkdir, mount, pivot_root,
-    reset_signals, set_umask, sethostname, setns, stdio,
+    chdir, check_long, controlling_terminal, exec_fd, mkdir, mount, pivot_root, reset_signals,
+    set_rlimit, set_umask, sethostname, setns, stdio,
 };
 
 /// Size of a failure report: stage byte + little-endian errno.
@@ -55,8 +60,19 @@ pub struct ChildFds {
     pub terminal: Option<RawFd>,
 }
 
-/// Descriptors of a running box's namespaces and root, for a process that
-/// joins the box instead of creating it.
+/// Where the child runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry {
+    /// In the container's new namespaces, which it sets up (the main process).
+    Create,
+    /// In the namespaces of the running container.
+    Join(JoinFds),
+    /// In guest-init's own namespaces and root (the layer helpers).
+    Stay,
+}
+
+/// Descriptors of a running container's namespaces, for a process that
+/// joins it instead of creating it.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinFds {
     /// Mount namespace.
@@ -65,8 +81,6 @@ pub struct JoinFds {
     pub uts: RawFd,
     /// IPC namespace.
     pub ipc: RawFd,
-    /// The box's root directory.
-    pub root: RawFd,
 }
 
 /// Everything the child needs, allocated before `clone`.
@@ -87,8 +101,9 @@ pub struct ChildPlan {
     uid: libc::uid_t,
     gid: libc::gid_t,
     fds: ChildFds,
-    join: Option<JoinFds>,
+    entry: Entry,
     exe: Option<RawFd>,
+    rlimits: Vec<Rlimit>,
 }
 
 /// What [`ChildPlan::new`] is built from.
@@ -112,10 +127,12 @@ pub struct ChildInput<'a> {
     pub creds: &'a Credentials,
     /// Pipes.
     pub fds: ChildFds,
-    /// Join a running box (`None`: create the box's namespaces and root).
-    pub join: Option<JoinFds>,
+    /// Where it runs.
+    pub entry: Entry,
     /// Execute this open file instead of searching `candidates`.
     pub exe: Option<RawFd>,
+    /// Limits to set before dropping privileges.
+    pub rlimits: &'a [Rlimit],
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -157,8 +174,9 @@ impl ChildPlan {
             uid: input.creds.uid,
             gid: input.creds.gid,
             fds: input.fds,
-            join: input.join,
+            entry: input.entry,
             exe: input.exe,
+            rlimits: input.rlimits.to_vec(),
         })
     }
 }
@@ -224,21 +242,28 @@ fn create_box(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     mount_all(&LATE_MOUNTS)
 }
 
-/// Join the running box: its mount, UTS and IPC namespaces (the PID
-/// namespace was chosen by the cloning thread) and its root.
+/// Join the running container: its mount namespace (which makes its root
+/// and working directory the container's root), UTS and IPC namespaces
+/// (the PID namespace was chosen by the cloning thread).
 fn join_box(j: &JoinFds) -> Result<(), (Stage, Errno)> {
     at(Stage::JoinBox, setns(j.mnt, libc::CLONE_NEWNS))?;
     at(Stage::JoinBox, setns(j.uts, libc::CLONE_NEWUTS))?;
-    at(Stage::JoinBox, setns(j.ipc, libc::CLONE_NEWIPC))?;
-    at(Stage::EnterRoot, enter_root(j.root))
+    at(Stage::JoinBox, setns(j.ipc, libc::CLONE_NEWIPC))
 }
 
 fn setup(p: &ChildPlan) -> Result<(), (Stage, Errno)> {
     reset_signals();
     set_umask(0);
-    match &p.join {
-        None => create_box(p)?,
-        Some(j) => join_box(j)?,
+    match &p.entry {
+        Entry::Create => create_box(p)?,
+        Entry::Join(j) => join_box(j)?,
+        Entry::Stay => {}
+    }
+    for limit in &p.rlimits {
+        at(
+            Stage::SetRlimit,
+            set_rlimit(limit.resource, limit.soft, limit.hard),
+        )?;
     }
     match p.fds.terminal {
         Some(tty) => {
@@ -310,8 +335,9 @@ mod tests {
                 report: 3,
                 terminal: None,
             },
-            join: None,
+            entry: Entry::Create,
             exe: None,
+            rlimits: &[],
         })
     }
 

@@ -111,10 +111,10 @@ pub enum Stage {
     Exec,
     /// Joining the running box's namespaces.
     JoinBox,
-    /// Entering the running box's root.
-    EnterRoot,
     /// Making the terminal the controlling terminal of a new session.
     Terminal,
+    /// Setting the container's ulimits.
+    SetRlimit,
 }
 
 const STAGES: [Stage; 19] = [
@@ -135,8 +135,8 @@ const STAGES: [Stage; 19] = [
     Stage::Workdir,
     Stage::Exec,
     Stage::JoinBox,
-    Stage::EnterRoot,
     Stage::Terminal,
+    Stage::SetRlimit,
 ];
 
 impl Stage {
@@ -163,9 +163,9 @@ impl Stage {
             Stage::SetUid => "setuid",
             Stage::Workdir => "chdir to working directory",
             Stage::Exec => "exec",
-            Stage::JoinBox => "join the box's namespaces",
-            Stage::EnterRoot => "enter the box root",
+            Stage::JoinBox => "join the container's namespaces",
             Stage::Terminal => "set up the terminal",
+            Stage::SetRlimit => "set the ulimits",
         }
     }
 }

@@ -30,7 +30,7 @@ use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
 use a3s_box_core::guest::message::SEAL_XATTR;
 
 use crate::error::{Context, InitError};
-use crate::storage::open_beneath;
+use crate::storage::resolve::open_beneath;
 
 /// Deepest directory nesting copied (each level holds two descriptors).
 pub const MAX_DEPTH: usize = 128;

@@ -1,8 +1,10 @@
-//! Built-in helpers that read the box's layers from guest-init's own view
-//! (not the box's): `layer-diff` and `layer-tar` walk the overlay's upper
-//! directory, `root-tar` the merged root bound without its mounts. They run
-//! in guest-init's mount namespace and root, so the workload never sees the
-//! layers; their output goes to the host on stdout.
+//! Built-in helpers that read a container's layers from guest-init's own
+//! view (not the container's): `layer-diff` and `layer-tar` walk the
+//! overlay's upper directory, `root-tar` the merged root bound without its
+//! mounts. They run in guest-init's mount namespace and root, so the
+//! workload never sees the layers; their output goes to the host on stdout.
+//! guest-init appends the container's directories to their arguments
+//! ([`layer_args`]): the host names only the helper and the container.
 //!
 //! The host reads the output as untrusted bytes: diff lines are only shown,
 //! and layer tars are unpacked by the host's hardened unpacker (no path
@@ -17,11 +19,21 @@ use std::path::{Path, PathBuf};
 use a3s_box_archive::{pack_contents, Layout, PackError};
 use a3s_box_core::guest::builtin::{LAYER_DIFF, LAYER_TAR, ROOT_TAR};
 
-use crate::boot::{LOWER, MERGED, UPPER};
+use super::root::Layout as Dirs;
 
 /// Whether `name` is one of these helpers (they run in guest-init's view).
 pub fn is_layer_helper(name: &str) -> bool {
     matches!(name, LAYER_DIFF | LAYER_TAR | ROOT_TAR)
+}
+
+/// The arguments guest-init gives helper `name` for the container laid out
+/// as `dirs`: `layer-diff UPPER LOWER`, `layer-tar UPPER`, `root-tar MERGED`.
+pub fn layer_args(name: &str, dirs: &Dirs) -> Vec<String> {
+    match name {
+        LAYER_DIFF => vec![dirs.upper.clone(), dirs.lower.clone()],
+        LAYER_TAR => vec![dirs.upper.clone()],
+        _ => vec![dirs.merged.clone()],
+    }
 }
 
 /// Run helper `args[0]`; `None` when it is not one of ours.
@@ -31,10 +43,15 @@ pub fn main(args: &[String]) -> Option<i32> {
         return None;
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let res = match name.as_str() {
-        LAYER_DIFF => diff(Path::new(UPPER), Path::new(LOWER), &mut out),
-        LAYER_TAR => tar_tree(Path::new(UPPER), true, &mut out),
-        _ => tar_tree(Path::new(MERGED), false, &mut out),
+    let paths: Vec<&Path> = args[1..].iter().map(Path::new).collect();
+    let res = match (name.as_str(), paths.as_slice()) {
+        (LAYER_DIFF, [upper, lower]) => diff(upper, lower, &mut out),
+        (LAYER_TAR, [upper]) => tar_tree(upper, true, &mut out),
+        (ROOT_TAR, [merged]) => tar_tree(merged, false, &mut out),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad arguments {:?}", &args[1..]),
+        )),
     }
     .and_then(|()| out.flush());
     Some(match res {

@@ -20,15 +20,14 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, InitError};
-use crate::storage::{make_dir_in_root, mount_flags, open_path_in_root};
+use crate::storage::mount_flags;
+use crate::storage::resolve::{make_dir_in_root, open_path_in_root};
 
-/// Where shares of single files are mounted for a moment.
-const STAGING: &str = "/run/a3s-file-shares";
-
-/// Mount the one file of the virtio-fs share `tag` at `m.target` in `root`.
-pub fn mount_file(root: &str, tag: &str, m: &MountSpec) -> Result<(), InitError> {
+/// Mount the one file of the virtio-fs share `tag` at `m.target` in `root`;
+/// the share is mounted for a moment under `staging` (the container's own).
+pub fn mount_file(root: &str, staging: &str, tag: &str, m: &MountSpec) -> Result<(), InitError> {
     let target = file_in_root(root, &m.target)?;
-    let stage = format!("{STAGING}/{tag}");
+    let stage = format!("{staging}/file-{tag}");
     std::fs::create_dir_all(&stage).context(|| format!("create {stage}"))?;
     // A bind mount starts with the flags of its source: set them here.
     let flags = mount_flags(m);
@@ -56,7 +55,7 @@ pub fn mount_file(root: &str, tag: &str, m: &MountSpec) -> Result<(), InitError>
 
 /// Open (`O_PATH`) the regular file `path` inside the box root `root`,
 /// creating it empty, mode 0644, when it does not exist.
-fn file_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
+pub(crate) fn file_in_root(root: &str, path: &str) -> Result<OwnedFd, InitError> {
     let what = || format!("the file mount point {path} in the box");
     let root_fd = make_dir_in_root(root, "/")?;
     let found = match open_path_in_root(&root_fd, path, 0) {

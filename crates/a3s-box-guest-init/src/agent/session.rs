@@ -1,4 +1,7 @@
-//! The processes guest-init runs for the host, and when each is reported.
+//! The host session: the processes guest-init runs for the host, and when
+//! each is reported; the sandbox's containers. Starting processes is in
+//! [`super::launch`], creating and removing containers in
+//! [`super::containers`].
 //!
 //! A process is `Exited` only once three things hold: `Started` was sent,
 //! both output forwarders sent their `Eof` (so all output precedes the
@@ -10,37 +13,41 @@ use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use a3s_box_core::guest::message::{GuestMessage, ProcessSpec, WindowSize};
+use a3s_box_core::guest::message::{GuestMessage, NetworkConfig, WindowSize};
 use a3s_box_core::guest::{Frame, StdStream};
 use nix::unistd::Pid;
 
-use crate::credit::Credits;
-use crate::log::{debug, warning};
-use crate::port::Port;
-use crate::power;
-use crate::process::{self, plan::SpawnFailure};
-use crate::streams::{self, StdinQueue};
+use crate::agent::credit::Credits;
+use crate::agent::port::Port;
+use crate::agent::streams::StdinQueue;
+use crate::container::table::Containers;
+use crate::container::{self, Container};
+use crate::pid1::log::{debug, warning};
+use crate::pid1::power;
 
 /// Stack of guest-init's helper threads (they hold one 64 KiB buffer at most,
 /// on the heap).
 const THREAD_STACK_BYTES: usize = 256 * 1024;
 
 /// Output streams forwarded per process.
-const OUTPUT_STREAMS: u8 = 2;
+pub(super) const OUTPUT_STREAMS: u8 = 2;
 
+/// A process run for the host.
 #[derive(Debug)]
-struct Entry {
-    pid: Pid,
-    started: bool,
-    outputs_open: u8,
-    exit_code: Option<i32>,
-    stdin: Option<StdinQueue>,
+pub(super) struct Entry {
+    pub(super) pid: Pid,
+    pub(super) started: bool,
+    pub(super) outputs_open: u8,
+    pub(super) exit_code: Option<i32>,
+    pub(super) stdin: Option<StdinQueue>,
     /// Master side of the process's pseudo-terminal, for resizing.
-    terminal: Option<File>,
+    pub(super) terminal: Option<File>,
+    /// The container this is the main process of: it stops when this ends.
+    pub(super) main_of: Option<Arc<Container>>,
 }
 
 impl Entry {
-    fn new(pid: Pid, outputs_open: u8) -> Self {
+    pub(super) fn new(pid: Pid, outputs_open: u8, main_of: Option<Arc<Container>>) -> Self {
         Entry {
             pid,
             started: false,
@@ -48,18 +55,22 @@ impl Entry {
             exit_code: None,
             stdin: None,
             terminal: None,
+            main_of,
         }
     }
 }
 
-/// The host connection and the processes served over it.
+/// The host connection, the processes served over it, and the sandbox's
+/// containers.
 #[derive(Debug)]
 pub struct Session {
     port: Port,
     credits: Credits,
     table: Mutex<HashMap<u32, Entry>>,
-    /// The box's hostname and the id of its main process, once booted.
-    boot: Mutex<Option<(String, u32)>>,
+    /// The sandbox's containers.
+    pub(super) containers: Containers,
+    /// The sandbox's network, for each container's /etc files.
+    pub(super) network: Option<Box<NetworkConfig>>,
 }
 
 /// Start a named helper thread; failing to is fatal for PID 1.
@@ -74,17 +85,18 @@ pub fn spawn_thread(session: &Arc<Session>, name: String, f: impl FnOnce() + Sen
 }
 
 impl Session {
-    /// A session over the open port.
-    pub fn new(port: Port) -> Arc<Self> {
+    /// A session over the open port, in a sandbox whose network is `network`.
+    pub fn new(port: Port, network: Option<Box<NetworkConfig>>) -> Arc<Self> {
         Arc::new(Session {
             port,
             credits: Credits::default(),
             table: Mutex::new(HashMap::new()),
-            boot: Mutex::new(None),
+            containers: Containers::default(),
+            network,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, Entry>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<u32, Entry>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -112,133 +124,10 @@ impl Session {
         }
     }
 
-    fn send_message(&self, msg: GuestMessage) {
+    pub(super) fn send_message(&self, msg: GuestMessage) {
         if let Err(e) = self.port.send_message(msg) {
             power::fatal(Some(&self.port), &e.to_string());
         }
-    }
-
-    /// Create the box: start its main process in new namespaces.
-    pub fn start_main(self: &Arc<Self>, hostname: &str, spec: &ProcessSpec) {
-        *self.boot.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((hostname.to_string(), spec.process));
-        self.run_process(hostname, spec, None);
-    }
-
-    /// Start `spec` inside the running box, on a thread of its own (the
-    /// thread joins the box's PID namespace for the children it clones).
-    pub fn exec(self: &Arc<Self>, spec: ProcessSpec) {
-        let session = Arc::clone(self);
-        spawn_thread(
-            self,
-            format!("exec-{}", spec.process),
-            move || match session.box_namespaces() {
-                Ok((hostname, ns)) => session.run_process(&hostname, &spec, Some(&ns)),
-                Err(failure) => session.spawn_failed(spec.process, failure),
-            },
-        );
-    }
-
-    /// The hostname and namespaces of the running box.
-    fn box_namespaces(&self) -> Result<(String, process::BoxNamespaces), SpawnFailure> {
-        let not_running = || SpawnFailure::setup("the box is not running");
-        let (hostname, main) = self
-            .boot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(not_running)?;
-        let pid = self
-            .lock()
-            .get(&main)
-            .filter(|e| e.started && e.exit_code.is_none())
-            .map(|e| e.pid)
-            .ok_or_else(not_running)?;
-        Ok((hostname, process::BoxNamespaces::of(pid)?))
-    }
-
-    fn spawn_failed(&self, process: u32, failure: SpawnFailure) {
-        debug!(
-            "process {process} failed to start ({}): {}",
-            failure.exit_code, failure.reason
-        );
-        self.send_message(GuestMessage::SpawnFailed {
-            process,
-            exit_code: failure.exit_code,
-            reason: failure.reason,
-        });
-    }
-
-    /// Spawn `spec` (joining `join` when given); report `Started` or
-    /// `SpawnFailed` to the host.
-    fn run_process(
-        self: &Arc<Self>,
-        hostname: &str,
-        spec: &ProcessSpec,
-        join: Option<&process::BoxNamespaces>,
-    ) {
-        if let Err(failure) = self.launch(hostname, spec, join) {
-            self.spawn_failed(spec.process, failure);
-        }
-    }
-
-    fn launch(
-        self: &Arc<Self>,
-        hostname: &str,
-        spec: &ProcessSpec,
-        join: Option<&process::BoxNamespaces>,
-    ) -> Result<(), SpawnFailure> {
-        let process = spec.process;
-        let prepared = process::prepare(hostname, spec, join)?;
-        let outputs = if spec.terminal.is_some() {
-            1
-        } else {
-            OUTPUT_STREAMS
-        };
-        let launched = {
-            // Held across clone so the reaper cannot see the pid before it is known.
-            let mut table = self.lock();
-            if table.contains_key(&process) {
-                return Err(SpawnFailure::setup(format!(
-                    "process id {process} is already in use"
-                )));
-            }
-            let launched = prepared.clone_child(join)?;
-            table.insert(process, Entry::new(launched.pid, outputs));
-            launched
-        };
-        let pid = launched.pid;
-        let streams = launched.wait_exec().inspect_err(|_| {
-            self.lock().remove(&process);
-        })?;
-        // Stdin is ready before the host hears `Started`, so nothing it
-        // sends after that is dropped.
-        let stdin = streams
-            .stdin
-            .map(|pipe| streams::start_stdin(self, process, pipe));
-        let tty = streams.terminal.is_some();
-        if let Some(entry) = self.lock().get_mut(&process) {
-            entry.started = true;
-            entry.stdin = stdin;
-            entry.terminal = streams.terminal;
-        }
-        self.send_message(GuestMessage::Started {
-            process,
-            pid: pid.as_raw().unsigned_abs(),
-        });
-        debug!("process {process} started as pid {pid}");
-        let outputs = [
-            Some((StdStream::Stdout, streams.stdout)),
-            streams.stderr.map(|pipe| (StdStream::Stderr, pipe)),
-        ];
-        for (stream, pipe) in outputs.into_iter().flatten() {
-            self.credits.open(process, stream);
-            let session = Arc::clone(self);
-            spawn_thread(self, format!("out-{process}-{}", stream as u8), move || {
-                streams::forward_output(&session, process, stream, pipe, !tty);
-            });
-        }
-        Ok(())
     }
 
     /// Remove and return the exit code of a process that is complete.
@@ -283,6 +172,11 @@ impl Session {
                 return;
             };
             entry.exit_code = Some(exit_code);
+            if let Some(container) = &entry.main_of {
+                if container.reaped(pid) {
+                    debug!("container {} stopped", container.id);
+                }
+            }
             Self::take_if_done(&mut table, process).map(|code| (process, code))
         };
         if let Some((process, code)) = done {
@@ -334,7 +228,7 @@ impl Session {
         let table = self.lock();
         match table.get(&process).and_then(|e| e.terminal.as_ref()) {
             Some(master) => {
-                if let Err(e) = process::resize(master, size) {
+                if let Err(e) = container::resize(master, size) {
                     warning!("resize the terminal of process {process}: {e}");
                 }
             }
@@ -364,7 +258,7 @@ mod tests {
     fn session(name: &str) -> (Arc<Session>, PathBuf) {
         let path = std::env::temp_dir().join(format!("a3s-port-{name}-{}", std::process::id()));
         let file = File::create(&path).unwrap();
-        (Session::new(Port::new(file)), path)
+        (Session::new(Port::new(file), None), path)
     }
 
     fn sent(path: &PathBuf) -> Vec<Frame> {
@@ -379,7 +273,7 @@ mod tests {
     }
 
     fn add(session: &Session, process: u32, pid: i32, started: bool) {
-        let mut entry = Entry::new(Pid::from_raw(pid), OUTPUT_STREAMS);
+        let mut entry = Entry::new(Pid::from_raw(pid), OUTPUT_STREAMS, None);
         entry.started = started;
         session.lock().insert(process, entry);
     }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use a3s_box_core::guest::{Frame, StdStream, MAX_DATA_CHUNK_BYTES, STREAM_WINDOW_BYTES};
 
+use crate::agent::session::{spawn_thread, Session};
 use crate::error::InitError;
-use crate::log::warning;
-use crate::session::{spawn_thread, Session};
+use crate::pid1::log::warning;
 
 /// How long a forwarder waits for more output after a short read before it
 /// sends what it has. Every frame costs the guest a port write, which is

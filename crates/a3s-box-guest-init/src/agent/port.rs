@@ -1,20 +1,29 @@
-//! The guest end of the agent port: one writer shared by every thread.
+//! The guest end of the agent port: finding and opening it, and one writer
+//! shared by every thread.
 //!
 //! Frames are encoded outside the lock and written whole under it, so frames
 //! from the forwarders, the stdin writers, the reaper and the main thread
 //! never interleave. Reads happen on the main thread through a separate
 //! handle to the same open file.
 
-use std::fs::File;
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use a3s_box_core::guest::message::{GuestMessage, Message};
-use a3s_box_core::guest::{Frame, StdStream};
+use a3s_box_core::guest::{Frame, StdStream, AGENT_PORT_NAME};
+use nix::errno::Errno;
 
-use crate::error::InitError;
+use crate::error::{Context, InitError};
+
+const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
+/// How long to wait for the agent port to appear (virtio-serial adds ports
+/// asynchronously, when the host side announces them).
+const PORT_WAIT: Duration = Duration::from_secs(5);
+const PORT_POLL: Duration = Duration::from_millis(10);
 
 /// How long the fatal path waits for another thread to finish its write.
 const FATAL_LOCK_WAIT: Duration = Duration::from_secs(1);
@@ -96,5 +105,71 @@ impl Port {
                 Err(TryLockError::WouldBlock) => return,
             }
         }
+    }
+}
+
+/// The entry of `ports_dir` (`/sys/class/virtio-ports`) whose `name` is
+/// `wanted`, e.g. `vport0p1`.
+pub fn find_port(ports_dir: &Path, wanted: &str) -> io::Result<Option<String>> {
+    let entries = match fs::read_dir(ports_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = fs::read_to_string(entry.path().join("name")) else {
+            continue;
+        };
+        if name.trim_end_matches('\n') == wanted {
+            return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Find and open the agent port, waiting up to [`PORT_WAIT`] for it.
+pub fn open_port() -> Result<(File, String), InitError> {
+    let deadline = Instant::now() + PORT_WAIT;
+    loop {
+        let found = find_port(Path::new(VIRTIO_PORTS), AGENT_PORT_NAME)
+            .context(|| format!("scan {VIRTIO_PORTS}"))?;
+        if let Some(dev) = found {
+            let path = format!("/dev/{dev}");
+            match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => return Ok((file, path)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {}
+                Err(e) => return Err(e).context(|| format!("open {path}")),
+            }
+        } else if Instant::now() >= deadline {
+            return Err(InitError::Sys {
+                what: format!("no virtio port named {AGENT_PORT_NAME} in {VIRTIO_PORTS}"),
+                errno: Errno::ENODEV,
+            });
+        }
+        thread::sleep(PORT_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_port_by_name() {
+        let dir = std::env::temp_dir().join(format!("a3s-ports-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for (port, name) in [("vport0p0", "other\n"), ("vport0p1", "a3s.agent\n")] {
+            fs::create_dir_all(dir.join(port)).unwrap();
+            fs::write(dir.join(port).join("name"), name).unwrap();
+        }
+        fs::create_dir_all(dir.join("vport0p2")).unwrap(); // no name file
+        assert_eq!(
+            find_port(&dir, AGENT_PORT_NAME).unwrap().as_deref(),
+            Some("vport0p1")
+        );
+        assert_eq!(find_port(&dir, "nope").unwrap(), None);
+        assert_eq!(find_port(&dir.join("missing"), "x").unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

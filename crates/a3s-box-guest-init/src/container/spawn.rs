@@ -1,17 +1,13 @@
-//! Spawning a process into the box.
+//! Spawning a process into a container.
 //!
-//! [`prepare`] resolves the user against the box's /etc/passwd, builds the
-//! environment and every C string; [`Prepared::clone_child`] clones into new
-//! mount, pid, uts and ipc namespaces (the child is [`child::run`]);
-//! [`Launched::wait_exec`] reads the child's report pipe to learn whether
-//! `execve` succeeded.
-
-mod box_fs;
-mod child;
-mod join;
-pub mod plan;
-mod pty;
-mod sys;
+//! [`prepare`] resolves the user against the container's /etc/passwd,
+//! builds the environment and every C string; [`Prepared::clone_child`]
+//! clones the child ([`super::child::run`]) as the container's main process
+//! (into new mount, PID, UTS and IPC namespaces), into the namespaces of
+//! its running main process, or into guest-init's own view for the layer
+//! helpers ([`Mode`]); a main process reports ready once it set the
+//! namespaces up ([`Launched::wait_ready`]), and [`Launched::wait_exec`]
+//! reads the child's report pipe to learn whether `execve` succeeded.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -21,20 +17,29 @@ use std::sync::OnceLock;
 use a3s_box_core::guest::message::ProcessSpec;
 use a3s_box_core::user::{self, Credentials, UserSpec};
 use a3s_box_core::BoxError;
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::sched::{clone, CloneFlags};
-use nix::sys::stat::Mode;
 use nix::unistd::{dup, pipe2, Pid};
 
-use self::child::{ChildFds, ChildInput, ChildPlan, REPORT_BYTES};
-pub use self::join::BoxNamespaces;
-use self::plan::{SpawnFailure, Stage};
-pub use self::pty::resize;
-use crate::boot::BOX_ROOT;
+use super::child::{self, ChildFds, ChildInput, ChildPlan, Entry, REPORT_BYTES};
+use super::clone3::Clone3;
+use super::namespaces::Namespaces;
+use super::plan::{self, SpawnFailure, Stage};
+use super::{pty, Container};
 use crate::error::errno_of;
+use crate::storage::layers;
 
-/// Stack of the cloned child until it execs (it runs only [`child::run`]).
-const CHILD_STACK_BYTES: usize = 128 * 1024;
+/// How a process enters its container.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// As its main process: the creator of its namespaces.
+    Main,
+    /// Into the namespaces of its running main process.
+    Join(&'a Namespaces),
+    /// In guest-init's own view, not the container's (the layer helpers,
+    /// which read the container's layers).
+    OwnView,
+}
 
 /// Capacity asked for each output pipe.
 const OUTPUT_PIPE_BYTES: libc::c_int = 512 * 1024;
@@ -52,49 +57,13 @@ pub fn open_self_exe() -> Result<(), crate::error::InitError> {
     let fd = open(
         "/proc/self/exe",
         OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
+        nix::sys::stat::Mode::empty(),
     )
     .context(|| "open /proc/self/exe".into())?;
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let _ = SELF_EXE.set(fd);
-    let _ = OWN_VIEW.set(own_view()?);
     Ok(())
-}
-
-/// guest-init's own mount, UTS and IPC namespaces and root, where the layer
-/// helpers ([`crate::layers`]) run: they read the box's layers, which the
-/// box itself cannot see.
-static OWN_VIEW: OnceLock<[OwnedFd; 4]> = OnceLock::new();
-
-fn own_view() -> Result<[OwnedFd; 4], crate::error::InitError> {
-    use crate::error::Context;
-    let open_one = |path: &str, flags: OFlag| {
-        let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
-            .context(|| format!("open {path}"))?;
-        // SAFETY: `open` returned a new descriptor that nothing else owns.
-        Ok::<_, crate::error::InitError>(unsafe {
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-        })
-    };
-    Ok([
-        open_one("/proc/self/ns/mnt", OFlag::O_RDONLY)?,
-        open_one("/proc/self/ns/uts", OFlag::O_RDONLY)?,
-        open_one("/proc/self/ns/ipc", OFlag::O_RDONLY)?,
-        open_one("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?,
-    ])
-}
-
-fn own_view_fds() -> Result<child::JoinFds, SpawnFailure> {
-    let [mnt, uts, ipc, root] = OWN_VIEW
-        .get()
-        .ok_or_else(|| SpawnFailure::setup("guest-init's layer helpers are not available"))?;
-    Ok(child::JoinFds {
-        mnt: mnt.as_raw_fd(),
-        uts: uts.as_raw_fd(),
-        ipc: ipc.as_raw_fd(),
-        root: root.as_raw_fd(),
-    })
 }
 
 /// A process ready to clone: its plan and the pipes.
@@ -107,7 +76,9 @@ pub struct Prepared {
     report: OwnedFd,
     executable: String,
     workdir: String,
-    joins: bool,
+    /// How to clone: new namespaces for a main process, the container's
+    /// cgroup, a pidfd for a main process.
+    how: Clone3,
 }
 
 /// The parent's ends of a process's standard streams.
@@ -130,6 +101,8 @@ pub struct Launched {
     pub pid: Pid,
     streams: Streams,
     report: File,
+    /// A main process's pidfd.
+    pub pidfd: Option<OwnedFd>,
     executable: String,
     workdir: String,
 }
@@ -141,9 +114,9 @@ fn user_error(e: BoxError) -> SpawnFailure {
     }
 }
 
-/// A file of the box root, empty when it does not exist.
-fn read_box_file(path: &str) -> Result<String, SpawnFailure> {
-    match fs::read(format!("{BOX_ROOT}{path}")) {
+/// A file of the container root `root`, empty when it does not exist.
+fn read_box_file(root: &str, path: &str) -> Result<String, SpawnFailure> {
+    match fs::read(format!("{root}{path}")) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(SpawnFailure::setup(format!(
@@ -153,14 +126,15 @@ fn read_box_file(path: &str) -> Result<String, SpawnFailure> {
     }
 }
 
-/// Resolve the user as Docker does; no user (or an empty one) is root.
-fn credentials(user: Option<&str>) -> Result<Credentials, SpawnFailure> {
+/// Resolve the user as Docker does, against the files of the container
+/// root `root`; no user (or an empty one) is root.
+fn credentials(root: &str, user: Option<&str>) -> Result<Credentials, SpawnFailure> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok(Credentials::root());
     };
     let spec: UserSpec = user.parse().map_err(user_error)?;
-    let passwd = read_box_file("/etc/passwd")?;
-    let group = read_box_file("/etc/group")?;
+    let passwd = read_box_file(root, "/etc/passwd")?;
+    let group = read_box_file(root, "/etc/group")?;
     user::resolve(&spec, &passwd, &group).map_err(user_error)
 }
 
@@ -187,18 +161,21 @@ fn dup_file(fd: &OwnedFd) -> Result<File, SpawnFailure> {
 }
 
 /// Pipes, or a pseudo-terminal, between guest-init and the process.
-fn wire(
-    spec: &ProcessSpec,
-    report: &OwnedFd,
-    join: Option<&BoxNamespaces>,
-) -> Result<Wiring, SpawnFailure> {
+fn wire(spec: &ProcessSpec, report: &OwnedFd, mode: Mode<'_>) -> Result<Wiring, SpawnFailure> {
     if let Some(size) = spec.terminal {
-        // A process joining the box gets a terminal of the box's devpts;
-        // the main process (whose box does not exist yet) one of ours.
-        let (master, slave) = match join.map(|ns| pty::box_terminal(&ns.root, size)) {
+        // A process joining the container gets a terminal of the
+        // container's devpts; a main process (whose devpts does not exist
+        // yet) one of ours.
+        let join = match mode {
+            Mode::Join(ns) => Some(ns),
+            Mode::Main | Mode::OwnView => None,
+        };
+        let (master, slave) = match join.map(|ns| pty::box_terminal(ns, size)) {
             Some(Ok(pair)) => pair,
             Some(Err(e)) => {
-                crate::log::debug!("no terminal in the box's devpts ({e}): using guest-init's");
+                crate::pid1::log::debug!(
+                    "no terminal in the box's devpts ({e}): using guest-init's"
+                );
                 pty::terminal(size)?
             }
             None => pty::terminal(size)?,
@@ -259,15 +236,16 @@ fn wire(
     })
 }
 
-/// Everything up to `clone`: credentials, environment, C strings, pipes.
-/// With `join`, the process joins that running box instead of creating it.
+/// Everything up to `clone`: credentials, environment, C strings, pipes,
+/// for `spec` to run in `container` as `mode` says.
 pub fn prepare(
-    hostname: &str,
+    container: &Container,
     spec: &ProcessSpec,
-    join: Option<&BoxNamespaces>,
+    mode: Mode<'_>,
 ) -> Result<Prepared, SpawnFailure> {
-    let creds = credentials(spec.user.as_deref())?;
-    let env = plan::build_env(&spec.env, hostname, &creds.home);
+    let root = container.layout.root.as_str();
+    let creds = credentials(root, spec.user.as_deref())?;
+    let env = plan::build_env(&spec.env, &container.hostname, &creds.home);
     let path = plan::env_get(&env, "PATH").unwrap_or(plan::DEFAULT_PATH);
     let (candidates, exe, argv0) = if spec.builtin {
         let exe = SELF_EXE
@@ -286,20 +264,24 @@ pub fn prepare(
     }
     argv.extend(spec.args.iter().cloned());
 
-    let join_fds = if spec.builtin && crate::layers::is_layer_helper(&spec.executable) {
-        Some(own_view_fds()?)
-    } else {
-        join.map(BoxNamespaces::join_fds)
+    let entry = match mode {
+        Mode::OwnView => {
+            argv.extend(layers::layer_args(&spec.executable, &container.layout));
+            Entry::Stay
+        }
+        Mode::Join(ns) => Entry::Join(ns.join_fds()),
+        Mode::Main => Entry::Create,
     };
+    let in_container = !matches!(entry, Entry::Stay);
     let (report_r, report_w) = pipe()?;
     let Wiring {
         streams,
         mut child_ends,
         fds,
-    } = wire(spec, &report_w, join)?;
+    } = wire(spec, &report_w, mode)?;
     let plan = ChildPlan::new(ChildInput {
-        hostname,
-        root: BOX_ROOT,
+        hostname: &container.hostname,
+        root,
         workdir_dirs: &workdir_dirs,
         workdir: &workdir,
         candidates: &candidates,
@@ -307,32 +289,63 @@ pub fn prepare(
         env: &env,
         creds: &creds,
         fds,
-        join: join_fds,
+        entry,
         exe,
+        rlimits: if in_container {
+            &container.rlimits
+        } else {
+            &[]
+        },
     })
     .map_err(SpawnFailure::setup)?;
     child_ends.push(report_w);
+    let how = Clone3 {
+        // The namespaces are joined in the child (the PID namespace by the
+        // cloning thread, see `Namespaces::in_pid_namespace`).
+        namespaces: match mode {
+            Mode::Main => {
+                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC
+            }
+            Mode::Join(_) | Mode::OwnView => 0,
+        },
+        cgroup: container
+            .cgroup
+            .as_ref()
+            .filter(|_| in_container)
+            .map(|c| c.dir_fd()),
+        pidfd: matches!(mode, Mode::Main),
+    };
     Ok(Prepared {
         plan,
         child_ends,
         streams,
         report: report_r,
-        joins: join_fds.is_some(),
         executable: spec.executable.clone(),
         workdir: spec.workdir.clone(),
+        how,
     })
 }
 
 impl Prepared {
-    /// Clone the child: into new namespaces, or into those of `join`.
-    pub fn clone_child(self, join: Option<&BoxNamespaces>) -> Result<Launched, SpawnFailure> {
-        match join {
-            Some(ns) => ns.in_pid_namespace(|| self.clone_now()),
+    /// Clone the child; a joining child goes into the PID namespace of
+    /// `ns` (`None` for the other modes). A PID namespace whose init is
+    /// gone takes no new process: that is the container's not running.
+    pub fn clone_child(
+        self,
+        container: &Container,
+        ns: Option<&Namespaces>,
+    ) -> Result<Launched, SpawnFailure> {
+        let cloned = match ns {
+            Some(ns) => ns.in_pid_namespace(|| Ok(self.clone_now()))?,
             None => self.clone_now(),
-        }
+        };
+        cloned.map_err(|e| match (e, ns) {
+            (Errno::ENOMEM, Some(_)) => container.not_running("its main process has exited"),
+            (e, _) => SpawnFailure::setup(format!("clone: {e}")),
+        })
     }
 
-    fn clone_now(self) -> Result<Launched, SpawnFailure> {
+    fn clone_now(self) -> Result<Launched, Errno> {
         let Prepared {
             plan,
             child_ends,
@@ -340,37 +353,19 @@ impl Prepared {
             report,
             executable,
             workdir,
-            joins,
+            how,
         } = self;
-        let mut stack = vec![0u8; CHILD_STACK_BYTES];
-        let flags = if joins {
-            // The namespaces are joined in the child (the PID namespace by
-            // the cloning thread, see `BoxNamespaces::adopt_pid_namespace`).
-            CloneFlags::empty()
-        } else {
-            CloneFlags::CLONE_NEWNS
-                | CloneFlags::CLONE_NEWPID
-                | CloneFlags::CLONE_NEWUTS
-                | CloneFlags::CLONE_NEWIPC
-        };
-        // SAFETY: without CLONE_VM the child gets a copy of this address
-        // space, so `plan` and `stack` stay valid in it. The child runs only
-        // `child::run`, which makes async-signal-safe system calls on data
-        // prepared above (no allocation, no locks) and never returns.
-        let pid = unsafe {
-            clone(
-                Box::new(|| -> isize { child::run(&plan) }),
-                &mut stack,
-                flags,
-                Some(libc::SIGCHLD),
-            )
-        }
-        .map_err(|e| SpawnFailure::setup(format!("clone: {e}")))?;
+        // SAFETY: the child is a copy of this thread (no CLONE_VM), so
+        // `plan` stays valid in it; it runs only `child::run`, which makes
+        // async-signal-safe system calls on data prepared above (no
+        // allocation, no locks) and never returns.
+        let cloned = unsafe { how.spawn(|| child::run(&plan)) }?;
         drop(child_ends);
         Ok(Launched {
-            pid,
+            pid: cloned.pid,
             streams,
             report: File::from(report),
+            pidfd: cloned.pidfd,
             executable,
             workdir,
         })
@@ -378,9 +373,9 @@ impl Prepared {
 }
 
 impl Launched {
-    /// Wait until the child exec'd (the report pipe closes unread) or
-    /// reported a failure. The reaper collects a failed child.
-    pub fn wait_exec(mut self) -> Result<Streams, SpawnFailure> {
+    /// Read the child's report: `None` when the pipe closed with nothing
+    /// (an exec), or the stage and errno it sent.
+    fn read_report(&mut self) -> Result<Option<(Stage, Errno)>, SpawnFailure> {
         let mut report = [0u8; REPORT_BYTES];
         let mut got = 0;
         while got < REPORT_BYTES {
@@ -397,20 +392,27 @@ impl Launched {
             }
         }
         match got {
-            0 => Ok(self.streams),
-            REPORT_BYTES => match child::decode_report(&report) {
-                Some((stage, errno)) => Err(SpawnFailure::from_child(
-                    stage,
-                    errno,
-                    &self.executable,
-                    &self.workdir,
-                )),
-                None => Err(SpawnFailure::setup(format!("bad spawn report {report:?}"))),
-            },
+            0 => Ok(None),
+            REPORT_BYTES => child::decode_report(&report)
+                .map(Some)
+                .ok_or_else(|| SpawnFailure::setup(format!("bad spawn report {report:?}"))),
             _ => Err(SpawnFailure::setup(format!(
                 "truncated spawn report after {:?}",
                 Stage::from_byte(report[0])
             ))),
+        }
+    }
+
+    fn failure(&self, stage: Stage, errno: Errno) -> SpawnFailure {
+        SpawnFailure::from_child(stage, errno, &self.executable, &self.workdir)
+    }
+
+    /// Wait until the child exec'd (the report pipe closes unread) or
+    /// reported a failure. The reaper collects a failed child.
+    pub fn wait_exec(mut self) -> Result<Streams, SpawnFailure> {
+        match self.read_report()? {
+            None => Ok(self.streams),
+            Some((stage, errno)) => Err(self.failure(stage, errno)),
         }
     }
 }

@@ -9,9 +9,9 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
+use crate::agent::session::{spawn_thread, Session};
 use crate::error::{Context, InitError};
-use crate::log::warning;
-use crate::session::{spawn_thread, Session};
+use crate::pid1::log::warning;
 
 fn sigchld() -> SigSet {
     let mut set = SigSet::empty();
