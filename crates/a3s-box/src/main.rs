@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_image;
+mod cli_network;
 mod cli_storage;
 mod commands;
 #[cfg(test)]
@@ -77,6 +78,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Stats(args) => block_on(monitor::stats(args))?,
         Command::Logs(args) => block_on(logs::logs(args))?,
         Command::Volume(command) => volume::dispatch(command),
+        Command::Network(command) => commands::network::dispatch(command),
         Command::Diff(args) => block_on(layers::diff(args))?,
         Command::Export(args) => block_on(layers::export(args))?,
         Command::Commit(args) => block_on(commit::commit(args))?,

@@ -23,8 +23,8 @@ mod vm;
 
 pub use boxes::{BoxManager, StartError};
 pub use engine::{
-    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, RemoveOptions, Session,
-    SystemPruneReport, VolumeView, WaitCondition,
+    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreateRequest,
+    NetworkView, RemoveOptions, Session, SystemPruneReport, VolumeView, WaitCondition,
 };
 pub use helpers::GuestStats;
 pub use images::{

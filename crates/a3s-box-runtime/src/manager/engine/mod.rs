@@ -50,9 +50,11 @@
 //! # Ok(()) }
 //! ```
 
+mod network;
 mod session;
 mod storage;
 
+pub use network::{NetworkCreateRequest, NetworkView};
 pub use session::{ExecRequest, MainProcess, Session};
 pub use storage::VolumeView;
 
