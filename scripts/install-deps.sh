@@ -14,11 +14,14 @@ packages=(
     linux-source-6.12    # guest kernel source
     flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc patch  # kernel and initramfs build
     docker-registry umoci skopeo apache2-utils zstd python3 openssl procps tmux  # tests: registries, fixtures, token server, pgrep, terminals
+    mmdebstrap           # tests: the Debian 12 fixture image (scripts/build-debian-image.sh)
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(
         hyperfine linux-image-cloud-amd64  # boot.sh: timing, the stock kernel
         podman runc                        # exec.sh: the container baseline (local image, no registry)
+        passt iproute2 nftables iperf3 wrk # net-raw.sh: data planes (passt, bridge+TAP, uplinks), load
+        slirp4netns netavark aardvark-dns uidmap iptables  # net-raw.sh: podman's network baselines
     )
 fi
 
