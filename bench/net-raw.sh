@@ -9,15 +9,18 @@
 #   passt-1500     the same, guest MTU 1500
 #   tap            TAP (vnet_hdr, fd handed to QEMU) on a bridge in a netns;
 #                  the "host" is that netns (raw: no helper in the path)
-#   tap-nooff      the same with csum/gso/tso off on the virtio-net device
+#   tap-65520      the same with bridge and guest MTU 65520
+#   tap-nooff      the same (MTU 1500) with csum/gso/tso off on the virtio-net device
 #   tap-veth       root: bridge netns uplinked by veth + masquerade to a
 #                  host netns (made here, standing for the host); ports and
 #                  host-gateway by nft DNAT (route_localnet), all in-kernel
 #   tap-veth-proxy the same with ports by bench/net-helper.c's splice proxy
 #   tap-pasta      rootless (uid 65534): unshare --user --net holds the
 #                  bridge; pasta is the uplink (its gateway = host loopback);
-#                  ports by the splice proxy joining the user+net namespaces
-#   tap-pasta-fwd  the same with ports by pasta -t + nft DNAT in the netns
+#                  ports by the splice proxy joining the user+net namespaces;
+#                  bridge and guest MTU 65520 (pasta's own)
+#   tap-pasta-1500 the same with bridge and guest MTU 1500
+#   tap-pasta-fwd  as tap-pasta, ports by pasta -t + nft DNAT in the netns
 #   b2b            box -> box: two VMs on one bridge (TAPs), and b2b-nooff
 #   podman-bridge  podman run -p 127.0.0.1:H:C (rootful, netavark bridge)
 #   podman-slirp   podman --network slirp4netns:allow_host_loopback=true -p
@@ -50,7 +53,7 @@ cpus_list="${CPUS_LIST:-1 2}"
 MEMORY_MIB="${MEMORY_MIB:-512}"
 size="${SIZE:-200M}"
 start_rounds="${START_ROUNDS:-$rounds}"
-all_backends="slirp passt passt-1500 tap tap-nooff tap-veth tap-veth-proxy tap-pasta tap-pasta-fwd b2b b2b-nooff podman-bridge podman-slirp"
+all_backends="slirp passt passt-1500 tap tap-65520 tap-nooff tap-veth tap-veth-proxy tap-pasta tap-pasta-1500 tap-pasta-fwd b2b b2b-nooff podman-bridge podman-slirp"
 backends="${BACKENDS:-$all_backends}"
 kernel=target/share/a3s-box/vmlinux
 
@@ -115,28 +118,32 @@ up_passt() { # CPUS MTU
     GWSRV=127.0.0.1:$P4 GWDST=10.0.2.2:$P4
 }
 
-# bridge CTX: br0 10.89.0.1/24 in that namespace, forwarding on.
+# bridge CTX [MTU]: br0 10.89.0.1/24 in that namespace, forwarding on. (A
+# bridge takes the smallest MTU of its ports; TAPs get the bridge's on
+# enslaving.)
 bridge() {
-    cx "$1" ip link add br0 type bridge
+    cx "$1" ip link add br0 mtu "${2:-1500}" type bridge
     cx "$1" ip addr add 10.89.0.1/24 dev br0
     cx "$1" ip link set br0 up
     cx "$1" sysctl -qw net.ipv4.ip_forward=1
 }
 
-# tap_vm CTX N CPUS [DEVICE-OPTIONS]: VM number N (1, 2) at 10.89.0.(N+1) on
-# br0 in CTX, its TAP made by the helper and handed over as fd 3.
+# tap_vm CTX N CPUS MTU [DEVICE-OPTIONS]: VM number N (1, 2) at
+# 10.89.0.(N+1) on br0 in CTX, its TAP made by the helper and handed over as
+# fd 3 (QEMU 7.2 reads the vnet header setting off the fd: vnet_hdr= is
+# refused together with fd=).
 tap_vm() {
     local ctx="$1" n="$2"
     vmlog "$n"
-    qemu_argv "$3" "net_ip=10.89.0.$((n + 1))/24 net_gw=10.89.0.1 net_mode=serve"
+    qemu_argv "$3" "net_ip=10.89.0.$((n + 1))/24 net_gw=10.89.0.1 net_mtu=$4 net_mode=serve"
     spawn_in "$ctx" "$work/qemu-$n.log" "$helper" tap "tap$n" br0 3 -- \
-        "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n" "${4:-}")"
+        "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n" "${5:-}")"
 }
 
-up_tap() { # CPUS [DEVICE-OPTIONS]
+up_tap() { # CPUS MTU [DEVICE-OPTIONS]
     net_netns_add "$tag-n"
-    bridge "ns:$tag-n"
-    tap_vm "ns:$tag-n" 1 "$1" "${2:-}"
+    bridge "ns:$tag-n" "$2"
+    tap_vm "ns:$tag-n" 1 "$1" "$2" "${3:-}"
     HCTX=ns:$tag-n PORT=10.89.0.2:5201 CTLA=10.89.0.2:7000 HTTP=10.89.0.2:80
     GWSRV=10.89.0.1:$P4 GWDST=10.89.0.1:$P4
 }
@@ -185,7 +192,7 @@ EOF
                 "10.89.0.2:${p#*:}" "/run/netns/$n"
         done
     fi
-    tap_vm "ns:$n" 1 "$1"
+    tap_vm "ns:$n" 1 "$1" 1500
     HCTX=ns:$h PORT=127.0.0.1:$P1 CTLA=127.0.0.1:$P2 HTTP=127.0.0.1:$P3
     GWSRV=127.0.0.1:$P4 GWDST=10.255.0.1:$P4
 }
@@ -205,11 +212,11 @@ rootless_ns() {
     return 1
 }
 
-up_tap_pasta() { # CPUS proxy|fwd
+up_tap_pasta() { # CPUS proxy|fwd MTU
     rootless_ns
     local u="user:$HOLDER" fwd=(-t none)
     cx "$u" ip link set lo up
-    bridge "$u"
+    bridge "$u" "$3"
     if [[ "$2" == fwd ]]; then
         fwd=(-t "127.0.0.1/$P1" -t "127.0.0.1/$P2" -t "127.0.0.1/$P3")
         cx "$u" sysctl -qw net.ipv4.conf.all.route_localnet=1
@@ -246,7 +253,7 @@ EOF
                 "/proc/$HOLDER/ns/net" "/proc/$HOLDER/ns/user"
         done
     fi
-    tap_vm "$u" 1 "$1"
+    tap_vm "$u" 1 "$1" "$3"
     HCTX=host PORT=127.0.0.1:$P1 CTLA=127.0.0.1:$P2 HTTP=127.0.0.1:$P3
     GWSRV=127.0.0.1:$P4 GWDST=10.255.0.1:$P4
 }
@@ -254,8 +261,8 @@ EOF
 up_b2b() { # CPUS [DEVICE-OPTIONS]
     net_netns_add "$tag-n"
     bridge "ns:$tag-n"
-    tap_vm "ns:$tag-n" 1 "$1" "${2:-}"
-    tap_vm "ns:$tag-n" 2 "$1" "${2:-}"
+    tap_vm "ns:$tag-n" 1 "$1" 1500 "${2:-}"
+    tap_vm "ns:$tag-n" 2 "$1" 1500 "${2:-}"
     HCTX=ns:$tag-n CTLA=10.89.0.2:7000
     wait_ready "$HCTX" 10.89.0.3:7000 "$work/vm-2.log" || true
 }
@@ -294,12 +301,14 @@ up() { # BACKEND CPUS
     slirp) up_slirp "$2" ;;
     passt) up_passt "$2" 65520 ;;
     passt-1500) up_passt "$2" 1500 ;;
-    tap) up_tap "$2" ;;
-    tap-nooff) up_tap "$2" "$NOOFF" ;;
+    tap) up_tap "$2" 1500 ;;
+    tap-65520) up_tap "$2" 65520 ;;
+    tap-nooff) up_tap "$2" 1500 "$NOOFF" ;;
     tap-veth) up_tap_veth "$2" nat ;;
     tap-veth-proxy) up_tap_veth "$2" proxy ;;
-    tap-pasta) up_tap_pasta "$2" proxy ;;
-    tap-pasta-fwd) up_tap_pasta "$2" fwd ;;
+    tap-pasta) up_tap_pasta "$2" proxy 65520 ;;
+    tap-pasta-1500) up_tap_pasta "$2" proxy 1500 ;;
+    tap-pasta-fwd) up_tap_pasta "$2" fwd 65520 ;;
     b2b) up_b2b "$2" ;;
     b2b-nooff) up_b2b "$2" "$NOOFF" ;;
     podman-bridge) up_podman bridge ;;
@@ -329,6 +338,7 @@ measure() { # BACKEND CPUS
 }
 
 run_backend() { # BACKEND CPUS
+    local t0=$SECONDS
     up "$1" "$2"
     if wait_ready "$HCTX" "$CTLA" "$work"/vm-[12a].log; then
         # The virtio-net feature bits the guest driver accepted (bit 0 csum,
@@ -341,6 +351,7 @@ run_backend() { # BACKEND CPUS
         record "$1" "$2" ready fail
     fi
     down
+    record "$1" "$2" elapsed $((SECONDS - t0))
 }
 
 declare -A features

@@ -36,7 +36,7 @@ for (b, _, _) in list(vals) + list(fails):
     if b not in backends:
         backends.append(b)
 thru = [b for b in backends if not b.startswith(("b2b", "start-", "setup-"))]
-raw = ["passt", "passt-1500", "tap", "tap-nooff"]
+raw = ["passt", "passt-1500", "tap", "tap-65520", "tap-nooff"]
 tests = ["port.in", "port.out", "gw.out", "gw.in"]
 
 for c in cpus_list if thru else []:
@@ -48,7 +48,7 @@ for c in cpus_list if thru else []:
         cc = "1" if b.startswith("podman") else c
         row = [cell(b, cc, t) for t in tests] + [cell(b, cc, "http.p50ms", "{:.2f}")]
         print(f"| {b} | " + " | ".join(row) + " |")
-    print("\nRatio to the fastest raw backend (passt, passt-1500, tap, tap-nooff) per column:\n")
+    print("\nRatio to the fastest raw backend (" + ", ".join(raw) + ") per column:\n")
     print("| backend | " + " | ".join(tests) + " |")
     print("|---|" + "---|" * len(tests))
     for b in thru:
