@@ -1,12 +1,13 @@
 /* Helpers for bench/net-raw.sh: the two host-side pieces a bridge+TAP data
  * plane needs that no Debian tool does from a shell.
  *
- *   net-helper tap IFNAME BRIDGE FD -- CMD [ARG]...
+ *   net-helper tap IFNAME BRIDGE MTU FD -- CMD [ARG]...
  *       Create TAP IFNAME (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, not
- *       persistent) in the current network namespace, enslave it to BRIDGE
- *       and bring it up (`ip link`), put its fd on FD and exec CMD (QEMU with
- *       `-netdev tap,fd=FD,vnet_hdr=on`). The TAP disappears when the last
- *       holder of the fd (QEMU) exits: nothing to clean up.
+ *       persistent) in the current network namespace, give it MTU (the
+ *       bridge's: a bridge drops to the smallest MTU of its ports), enslave it
+ *       to BRIDGE and bring it up (`ip link`), put its fd on FD and exec CMD
+ *       (QEMU with `-netdev tap,id=n0,fd=FD`). The TAP disappears when the
+ *       last holder of the fd (QEMU) exits: nothing to clean up.
  *
  *   net-helper pair FD_A FD_B -- CMD_A [ARG]... --- CMD_B [ARG]...
  *       Make a connected unix stream socketpair; fork: the child gets one
@@ -62,12 +63,12 @@ static void place_fd(int fd, int want)
 
 static int tap(int argc, char **argv)
 {
-    if (argc < 6 || strcmp(argv[4], "--") != 0) {
-        fprintf(stderr, "usage: net-helper tap IFNAME BRIDGE FD -- CMD...\n");
+    if (argc < 7 || strcmp(argv[5], "--") != 0) {
+        fprintf(stderr, "usage: net-helper tap IFNAME BRIDGE MTU FD -- CMD...\n");
         return 2;
     }
     const char *name = argv[1], *bridge = argv[2];
-    int want = atoi(argv[3]);
+    int mtu = atoi(argv[3]), want = atoi(argv[4]);
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     if (fd < 0)
         die("open /dev/net/tun");
@@ -77,13 +78,13 @@ static int tap(int argc, char **argv)
     if (ioctl(fd, TUNSETIFF, &ifr) < 0)
         die("TUNSETIFF");
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "ip link set dev %s master %s up", name, bridge);
+    snprintf(cmd, sizeof cmd, "ip link set dev %s mtu %d master %s up", name, mtu, bridge);
     if (system(cmd) != 0) {
         fprintf(stderr, "net-helper: '%s' failed\n", cmd);
         return 1;
     }
     place_fd(fd, want);
-    execvp(argv[5], argv + 5);
+    execvp(argv[6], argv + 6);
     die("exec");
     return 1;
 }

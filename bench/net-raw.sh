@@ -136,7 +136,7 @@ tap_vm() {
     local ctx="$1" n="$2"
     vmlog "$n"
     qemu_argv "$3" "net_ip=10.89.0.$((n + 1))/24 net_gw=10.89.0.1 net_mtu=$4 net_mode=serve"
-    spawn_in "$ctx" "$work/qemu-$n.log" "$helper" tap "tap$n" br0 3 -- \
+    spawn_in "$ctx" "$work/qemu-$n.log" "$helper" tap "tap$n" br0 "$4" 3 -- \
         "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n" "${5:-}")"
 }
 
@@ -406,7 +406,7 @@ start_once() { # VARIANT CPUS -> seconds in START_S
             -device "$(dev 1)" ;;
     tap-box) # the network exists already: per box, a TAP and the VM
         qemu_argv "$c" "net_ip=10.89.0.2/24 net_gw=10.89.0.1 net_mode=true"
-        spawn_in "ns:$tag-s" "$work/qemu.log" "$helper" tap tap1 br0 3 -- \
+        spawn_in "ns:$tag-s" "$work/qemu.log" "$helper" tap tap1 br0 1500 3 -- \
             "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev 1)" ;;
     esac
     pid=$REPLY
@@ -437,7 +437,7 @@ if ((start_rounds > 0)); then
         NET_NETNS=("$tag-s")
         record setup-netns-bridge - seconds "$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.4f", d / 1e9 }')"
         t0=$(date +%s%N)
-        cx "ns:$tag-s" "$helper" tap tap9 br0 3 -- true
+        cx "ns:$tag-s" "$helper" tap tap9 br0 1500 3 -- true
         t1=$(date +%s%N)
         record setup-tap - seconds "$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.4f", d / 1e9 }')"
         t0=$(date +%s%N)
