@@ -64,6 +64,7 @@ net_netns_add() {
 net_cleanup() {
     local pid ns
     for pid in "${NET_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+    for pid in "${NET_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for ns in "${NET_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 
@@ -144,3 +145,30 @@ qemu_argv() {
 # The virtio-net offloads (all on by default; QEMU offers them when the
 # backend carries a vnet header, i.e. TAP with vnet_hdr=on).
 NOOFF=csum=off,guest_csum=off,gso=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off,host_tso4=off,host_tso6=off,host_ecn=off,host_ufo=off
+
+# VM plumbing shared by the scripts; they set $work (scratch directory,
+# world-readable), $helper (built bench/net-helper.c) and $GUEST.
+vmlog() { VMLOG="$work/vm-$1.log"; : >"$VMLOG"; chmod 0666 "$VMLOG"; }
+dev() { echo "virtio-net-device,netdev=n0,mac=02:00:00:00:00:0$1${2:+,$2}"; }
+
+# bridge CTX [MTU] [ADDR/PFX]: br0 (default 10.89.0.1/24) in that namespace,
+# forwarding on. A bridge takes the smallest MTU of its ports: its TAPs are
+# given the bridge's.
+bridge() {
+    cx "$1" ip link add br0 mtu "${2:-1500}" type bridge
+    cx "$1" ip addr add "${3:-10.89.0.1/24}" dev br0
+    cx "$1" ip link set br0 up
+    cx "$1" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# tap_vm CTX N CPUS MTU [DEVICE-OPTIONS]: VM number N at $NET_PFX.(N+1)
+# (NET_PFX default 10.89.0; gateway $NET_PFX.1) on br0 in CTX, its TAP
+# (tapN) made by the helper and handed over as fd 3. QEMU 7.2 reads the
+# vnet header setting off the fd (vnet_hdr= is refused together with fd=).
+tap_vm() {
+    local ctx="$1" n="$2" pfx="${NET_PFX:-10.89.0}"
+    vmlog "$n"
+    qemu_argv "$3" "net_ip=$pfx.$((n + 1))/24 net_gw=$pfx.1 net_mtu=$4 net_mode=serve"
+    spawn_in "$ctx" "$work/qemu-$n.log" "$helper" tap "tap$n" br0 "$4" 3 -- \
+        "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n" "${5:-}")"
+}
