@@ -9,6 +9,14 @@
  *       (QEMU with `-netdev tap,id=n0,fd=FD`). The TAP disappears when the
  *       last holder of the fd (QEMU) exits: nothing to clean up.
  *
+ *   net-helper tap-send SOCKET IFNAME BRIDGE MTU
+ *   net-helper tap-recv SOCKET FD -- CMD [ARG]...
+ *       The same TAP made inside a (rootless) network namespace by tap-send
+ *       and handed over a unix socket (SCM_RIGHTS) to tap-recv, which runs
+ *       outside the namespaces and execs CMD (QEMU) with it on FD: the shape
+ *       of a rootless supervisor getting its box's TAP from the network's
+ *       helper.
+ *
  *   net-helper pair FD_A FD_B -- CMD_A [ARG]... --- CMD_B [ARG]...
  *       Make a connected unix stream socketpair; fork: the child gets one
  *       end on FD_A and execs CMD_A (passt --fd FD_A), this process gets the
@@ -40,6 +48,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,14 +70,10 @@ static void place_fd(int fd, int want)
     }
 }
 
-static int tap(int argc, char **argv)
+/* make_tap: TAP name (vnet header, not persistent) with MTU, enslaved to
+ * bridge and up; returns its fd. */
+static int make_tap(const char *name, const char *bridge, int mtu)
 {
-    if (argc < 7 || strcmp(argv[5], "--") != 0) {
-        fprintf(stderr, "usage: net-helper tap IFNAME BRIDGE MTU FD -- CMD...\n");
-        return 2;
-    }
-    const char *name = argv[1], *bridge = argv[2];
-    int mtu = atoi(argv[3]), want = atoi(argv[4]);
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     if (fd < 0)
         die("open /dev/net/tun");
@@ -81,8 +86,89 @@ static int tap(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "ip link set dev %s mtu %d master %s up", name, mtu, bridge);
     if (system(cmd) != 0) {
         fprintf(stderr, "net-helper: '%s' failed\n", cmd);
+        exit(1);
+    }
+    return fd;
+}
+
+static void unix_addr(struct sockaddr_un *sa, const char *path)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    strncpy(sa->sun_path, path, sizeof sa->sun_path - 1);
+}
+
+static int tap_send(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: net-helper tap-send SOCKET IFNAME BRIDGE MTU\n");
+        return 2;
+    }
+    int tapfd = make_tap(argv[2], argv[3], atoi(argv[4]));
+    struct sockaddr_un sa;
+    unix_addr(&sa, argv[1]);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+        die("connect");
+    char byte = 0, ctrl[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &tapfd, sizeof(int));
+    if (sendmsg(s, &msg, 0) != 1)
+        die("sendmsg");
+    return 0;
+}
+
+static void place_fd(int fd, int want);
+
+static int tap_recv(int argc, char **argv)
+{
+    if (argc < 5 || strcmp(argv[3], "--") != 0) {
+        fprintf(stderr, "usage: net-helper tap-recv SOCKET FD -- CMD...\n");
+        return 2;
+    }
+    struct sockaddr_un sa;
+    unix_addr(&sa, argv[1]);
+    unlink(argv[1]);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0)
+        die("listen");
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (s < 0)
+        die("accept");
+    char byte, ctrl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof ctrl};
+    if (recvmsg(s, &msg, MSG_CMSG_CLOEXEC) != 1)
+        die("recvmsg");
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS) {
+        fprintf(stderr, "net-helper: no fd received\n");
         return 1;
     }
+    int tapfd;
+    memcpy(&tapfd, CMSG_DATA(c), sizeof(int));
+    close(s);
+    close(l);
+    unlink(argv[1]);
+    place_fd(tapfd, atoi(argv[2]));
+    execvp(argv[4], argv + 4);
+    die("exec");
+    return 1;
+}
+
+static int tap(int argc, char **argv)
+{
+    if (argc < 7 || strcmp(argv[5], "--") != 0) {
+        fprintf(stderr, "usage: net-helper tap IFNAME BRIDGE MTU FD -- CMD...\n");
+        return 2;
+    }
+    int want = atoi(argv[4]);
+    int fd = make_tap(argv[1], argv[2], atoi(argv[3]));
     place_fd(fd, want);
     execvp(argv[6], argv + 6);
     die("exec");
@@ -237,10 +323,14 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "tap") == 0)
         return tap(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "tap-send") == 0)
+        return tap_send(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "tap-recv") == 0)
+        return tap_recv(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "pair") == 0)
         return pair(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
         return proxy(argc - 1, argv + 1);
-    fprintf(stderr, "usage: net-helper tap|pair|proxy ...\n");
+    fprintf(stderr, "usage: net-helper tap|tap-send|tap-recv|pair|proxy ...\n");
     return 2;
 }

@@ -172,3 +172,17 @@ tap_vm() {
     spawn_in "$ctx" "$work/qemu-$n.log" "$helper" tap "tap$n" br0 "$4" 3 -- \
         "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n" "${5:-}")"
 }
+
+# tap_vm_rootless HOLDER N CPUS MTU: as tap_vm, the way a rootless supervisor
+# would do it: the TAP is made inside HOLDER's user+net namespaces and passed
+# over a unix socket to QEMU, which runs as $NET_UID outside them.
+tap_vm_rootless() {
+    local holder="$1" n="$2" pfx="${NET_PFX:-10.89.0}" sock="$work/run/tap$2.sock" i
+    mkdir -p "$work/run" && chmod 1777 "$work/run"
+    vmlog "$n"
+    qemu_argv "$3" "net_ip=$pfx.$((n + 1))/24 net_gw=$pfx.1 net_mtu=$4 net_mode=serve"
+    spawn "$work/qemu-$n.log" setpriv --reuid="$NET_UID" --regid="$NET_UID" --clear-groups -- \
+        "$helper" tap-recv "$sock" 3 -- "${QEMU[@]}" -netdev tap,id=n0,fd=3 -device "$(dev "$n")"
+    for i in $(seq 500); do [[ -S "$sock" ]] && break; sleep 0.01; done
+    cx "user:$holder" "$helper" tap-send "$sock" "tap$n" br0 "$4"
+}

@@ -18,7 +18,8 @@
 #   tap-pasta      rootless (uid 65534): unshare --user --net holds the
 #                  bridge; pasta is the uplink (its gateway = host loopback);
 #                  ports by the splice proxy joining the user+net namespaces;
-#                  bridge and guest MTU 65520 (pasta's own)
+#                  the TAP passed out to QEMU running outside them (as a
+#                  rootless supervisor would); bridge and guest MTU 65520
 #   tap-pasta-1500 the same with bridge and guest MTU 1500
 #   tap-pasta-fwd  as tap-pasta, ports by pasta -t + nft DNAT in the netns
 #   b2b            box -> box: two VMs on one bridge (TAPs), and b2b-nooff
@@ -228,7 +229,7 @@ EOF
                 "/proc/$HOLDER/ns/net" "/proc/$HOLDER/ns/user"
         done
     fi
-    tap_vm "$u" 1 "$1" "$3"
+    tap_vm_rootless "$HOLDER" 1 "$1" "$3"
     HCTX=host PORT=127.0.0.1:$P1 CTLA=127.0.0.1:$P2 HTTP=127.0.0.1:$P3
     GWSRV=127.0.0.1:$P4 GWDST=10.255.0.1:$P4
 }
