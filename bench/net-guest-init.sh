@@ -16,7 +16,7 @@ if [ -n "$net_ip" ]; then
     ip link set eth0 mtu "${net_mtu:-1500}" up
     ip addr add "$net_ip" dev eth0
     [ -n "$net_gw" ] && ip route add default via "$net_gw"
-    # One frame out first: passt learns the guest's MAC address from it.
+    # One frame out first (ARP for the gateway); not required by any backend.
     [ "$net_mode" = serve ] && [ -n "$net_gw" ] && ping -c 1 -W 1 "$net_gw" >/dev/null
 fi
 case "$net_mode" in
