@@ -20,8 +20,8 @@ if [[ "${1:-}" == "--bench" ]]; then
     packages+=(
         hyperfine linux-image-cloud-amd64  # boot.sh: timing, the stock kernel
         podman runc                        # exec.sh: the container baseline (local image, no registry)
-        passt iproute2 nftables iperf3 wrk # net-raw.sh: data planes (passt, bridge+TAP, uplinks), load
-        slirp4netns netavark aardvark-dns uidmap iptables  # net-raw.sh: podman's network baselines
+        passt iproute2 nftables iperf3     # net-raw.sh, net-policy.sh: data planes, uplinks, policy, load
+        slirp4netns netavark iptables      # net-raw.sh: podman's network baselines (bridge, slirp4netns)
     )
 fi
 
