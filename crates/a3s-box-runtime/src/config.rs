@@ -44,6 +44,12 @@ pub mod env {
     pub const LOG_MAX_BYTES: &str = "A3S_BOX_LOG_MAX_BYTES";
     /// Registries allowed over plain HTTP (comma-separated).
     pub const INSECURE_REGISTRIES: &str = "A3S_BOX_INSECURE_REGISTRIES";
+    /// The per-network helper binary.
+    pub const NETD: &str = "A3S_BOX_NETD";
+    /// pasta, the networks' uplink.
+    pub const PASTA: &str = "A3S_BOX_PASTA";
+    /// Seconds every network's helper stays after its last box.
+    pub const NETD_GRACE_SECS: &str = "A3S_BOX_NETD_GRACE_SECS";
 }
 
 const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -85,6 +91,45 @@ pub struct EngineConfig {
     /// The environment every helper process starts with: the front end's
     /// values of [`crate::launch::ENV_ALLOW`] (search path, locale, ...).
     pub helper_env: Vec<(String, String)>,
+    /// Box networking.
+    #[serde(default)]
+    pub network: NetworkSettings,
+}
+
+/// How boxes are networked on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// The per-network helper (`a3s-box-netd`).
+    pub netd: PathBuf,
+    /// pasta, the uplink of every network.
+    pub pasta: PathBuf,
+    /// Map `host-gateway` to the host's loopback (`"host-gateway": false`
+    /// in config.json turns it off: boxes then cannot reach the host's
+    /// loopback services, and `--add-host NAME:host-gateway` is refused).
+    pub host_gateway: bool,
+    /// Seconds a named network's helper stays after its last box.
+    pub grace_secs: u64,
+    /// Seconds the default network's helper stays after its last box (so
+    /// a run after a run does not build the namespace again).
+    pub default_grace_secs: u64,
+}
+
+/// Default of [`NetworkSettings::grace_secs`].
+pub const NETD_GRACE_SECS: u64 = 5;
+/// Default of [`NetworkSettings::default_grace_secs`].
+pub const NETD_DEFAULT_GRACE_SECS: u64 = 60;
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            netd: "a3s-box-netd".into(),
+            pasta: "pasta".into(),
+            host_gateway: true,
+            grace_secs: NETD_GRACE_SECS,
+            default_grace_secs: NETD_DEFAULT_GRACE_SECS,
+        }
+    }
 }
 
 /// The settings of `$A3S_HOME/config.json` the engine uses.
@@ -92,6 +137,9 @@ pub struct EngineConfig {
 struct HomeSettings {
     #[serde(default, rename = "insecure-registries")]
     insecure_registries: Vec<String>,
+    /// `false`: no `host-gateway` (see [`NetworkSettings::host_gateway`]).
+    #[serde(default, rename = "host-gateway")]
+    host_gateway: Option<bool>,
 }
 
 impl EngineConfig {
@@ -126,6 +174,10 @@ impl EngineConfig {
             insecure_registries: Vec::new(),
             docker_config: None,
             helper_env: Vec::new(),
+            network: NetworkSettings {
+                netd: sibling("a3s-box-netd"),
+                ..NetworkSettings::default()
+            },
         }
     }
 
@@ -186,6 +238,22 @@ impl EngineConfig {
                 ))
             })?;
         }
+        if let Some(n) = var(env::NETD) {
+            config.network.netd = n.into();
+        }
+        if let Some(p) = var(env::PASTA) {
+            config.network.pasta = p.into();
+        }
+        if let Some(secs) = text(env::NETD_GRACE_SECS)? {
+            let secs: u64 = secs.parse().map_err(|_| {
+                BoxError::Invalid(format!(
+                    "{}={secs:?} is not a number of seconds",
+                    env::NETD_GRACE_SECS
+                ))
+            })?;
+            config.network.grace_secs = secs;
+            config.network.default_grace_secs = secs;
+        }
         if let Some(list) = text(env::INSECURE_REGISTRIES)? {
             config.add_insecure_registries(list.split(','));
         }
@@ -237,6 +305,9 @@ impl EngineConfig {
         })?;
         let list = settings.insecure_registries;
         self.add_insecure_registries(list.iter().map(String::as_str));
+        if let Some(on) = settings.host_gateway {
+            self.network.host_gateway = on;
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 //! the network holder process (the one that owns a network's namespace)
 //! runs [`dns`] and applies [`egress`]. See `docs/network-control.md`.
 
+pub mod dataplane;
 pub mod dns;
 pub mod egress;
 pub mod ipam;

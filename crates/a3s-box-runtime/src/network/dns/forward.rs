@@ -1,9 +1,12 @@
 //! Forwarding a query to upstream servers, as received: over UDP (a fresh
 //! socket per query, so replies cannot be confused) or over TCP, each
-//! upstream in turn until one answers within the timeout.
+//! upstream in turn until one answers within the timeout. The sockets are
+//! the caller's namespace's, or made by an [`UpstreamSockets`] (the
+//! network helper makes them in the host's namespace, so upstreams are
+//! reached as the host reaches them: its loopback resolvers included).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +20,27 @@ pub(crate) const MAX_MESSAGE: usize = 65535;
 pub(crate) enum Transport {
     Udp,
     Tcp,
+}
+
+/// Makes the sockets upstream queries leave from.
+pub trait UpstreamSockets: Send + Sync + std::fmt::Debug {
+    /// A new socket, neither bound nor connected: a stream (TCP) or a
+    /// datagram (UDP) socket, IPv6 or IPv4.
+    fn socket(&self, v6: bool, stream: bool) -> std::io::Result<OwnedFd>;
+}
+
+/// A socket of `maker` (non-blocking), or `None` to make one here.
+fn made(
+    maker: Option<&dyn UpstreamSockets>,
+    v6: bool,
+    stream: bool,
+) -> std::io::Result<Option<OwnedFd>> {
+    let Some(maker) = maker else {
+        return Ok(None);
+    };
+    let fd = maker.socket(v6, stream)?;
+    crate::network::dataplane::seqpacket::set_nonblocking(fd.as_fd())?;
+    Ok(Some(fd))
 }
 
 /// Set `SO_MARK` on a socket (the firewall lets marked packets pass).
@@ -44,13 +68,22 @@ fn is_reply(query: &[u8], reply: &[u8]) -> bool {
     reply.len() >= 12 && reply[..2] == query[..2] && reply[2] & 0x80 != 0
 }
 
-async fn udp(query: &[u8], upstream: SocketAddr, mark: Option<u32>) -> std::io::Result<Vec<u8>> {
+async fn udp(
+    query: &[u8],
+    upstream: SocketAddr,
+    mark: Option<u32>,
+    maker: Option<&dyn UpstreamSockets>,
+) -> std::io::Result<Vec<u8>> {
     let local: IpAddr = if upstream.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
         Ipv6Addr::UNSPECIFIED.into()
     };
-    let socket = UdpSocket::bind((local, 0)).await?;
+    let socket = match made(maker, upstream.is_ipv6(), false)? {
+        // Bound by the connect below, in the socket's namespace.
+        Some(fd) => UdpSocket::from_std(std::net::UdpSocket::from(fd))?,
+        None => UdpSocket::bind((local, 0)).await?,
+    };
     if let Some(mark) = mark {
         set_mark(&socket, mark)?;
     }
@@ -66,11 +99,16 @@ async fn udp(query: &[u8], upstream: SocketAddr, mark: Option<u32>) -> std::io::
     }
 }
 
-async fn tcp(query: &[u8], upstream: SocketAddr, mark: Option<u32>) -> std::io::Result<Vec<u8>> {
-    let socket = if upstream.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+async fn tcp(
+    query: &[u8],
+    upstream: SocketAddr,
+    mark: Option<u32>,
+    maker: Option<&dyn UpstreamSockets>,
+) -> std::io::Result<Vec<u8>> {
+    let socket = match made(maker, upstream.is_ipv6(), true)? {
+        Some(fd) => TcpSocket::from_std_stream(std::net::TcpStream::from(fd)),
+        None if upstream.is_ipv4() => TcpSocket::new_v4()?,
+        None => TcpSocket::new_v6()?,
     };
     if let Some(mark) = mark {
         set_mark(&socket, mark)?;
@@ -102,6 +140,7 @@ pub(crate) async fn forward(
     transport: Transport,
     timeout: Duration,
     mark: Option<u32>,
+    maker: Option<&dyn UpstreamSockets>,
 ) -> Option<Vec<u8>> {
     if query.len() < 12 {
         return None;
@@ -109,8 +148,8 @@ pub(crate) async fn forward(
     for upstream in upstreams {
         let attempt = async {
             match transport {
-                Transport::Udp => udp(query, *upstream, mark).await,
-                Transport::Tcp => tcp(query, *upstream, mark).await,
+                Transport::Udp => udp(query, *upstream, mark, maker).await,
+                Transport::Tcp => tcp(query, *upstream, mark, maker).await,
             }
         };
         match tokio::time::timeout(timeout, attempt).await {

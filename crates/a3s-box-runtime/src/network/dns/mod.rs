@@ -28,6 +28,7 @@ use async_trait::async_trait;
 
 use super::egress::{Ports, ResolvedAddr};
 
+pub use forward::UpstreamSockets;
 pub use names::{ClientPolicy, Directory, HostEntry};
 pub use server::{DnsServer, DnsServerConfig};
 

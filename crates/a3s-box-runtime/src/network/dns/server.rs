@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::forward::{forward, Transport, MAX_MESSAGE};
+use super::forward::{forward, Transport, UpstreamSockets, MAX_MESSAGE};
 use super::names::{ClientPolicy, Directory};
 use super::{AllowedAnswer, DeniedQuery, DnsObserver, LOCAL_TTL_SECS};
 use crate::network::egress::policy::normalize_name;
@@ -48,6 +48,8 @@ pub struct DnsServerConfig {
     pub upstream_mark: Option<u32>,
     /// Told about allowed answers and denied names.
     pub observer: Option<Arc<dyn DnsObserver>>,
+    /// Makes the upstream sockets (`None`: in the server's own namespace).
+    pub sockets: Option<Arc<dyn UpstreamSockets>>,
 }
 
 impl DnsServerConfig {
@@ -61,6 +63,7 @@ impl DnsServerConfig {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             upstream_mark: None,
             observer: None,
+            sockets: None,
         }
     }
 }
@@ -296,6 +299,7 @@ impl Handler {
             transport,
             self.config.upstream_timeout,
             self.config.upstream_mark,
+            self.config.sockets.as_deref(),
         )
         .await
         else {

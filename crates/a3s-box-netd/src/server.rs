@@ -1,0 +1,280 @@
+//! The helper at work: the DNS server on the gateway, the supervisors'
+//! socket, and the boxes on the network ([`boxes`]). It ends when the
+//! network has had no box for the grace period, when the network's
+//! directory or record is gone (removed, or removed and made again), or
+//! when the uplink dies (every box's supervisor then sees its connection
+//! end and fails its box with the reason).
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use a3s_box_runtime::network::dataplane::seqpacket::{SeqPacket, SeqPacketListener};
+use a3s_box_runtime::network::dataplane::wire::{
+    decode, encode, Reply, Request, WireError, NETD_SOCKET,
+};
+use a3s_box_runtime::network::dns::resolv::{host_nameservers, DNS_PORT};
+use a3s_box_runtime::network::dns::{DnsServer, DnsServerConfig};
+use a3s_box_runtime::network::store::{NetworkRecord, NETWORK_FILE};
+use a3s_box_runtime::state::events::{EventLog, EVENTS_FILE};
+use nix::fcntl::Flock;
+
+use crate::agent::Agent;
+use crate::boxes::Boxes;
+use crate::Options;
+
+/// How often the helper looks at its network, its boxes' denied
+/// connections and its uplink.
+const WATCH: Duration = Duration::from_millis(250);
+/// How often the egress tables' denied sets are read.
+const DENIED_POLL: Duration = Duration::from_secs(2);
+
+/// Where the helper says it is ready.
+pub trait ReadySink {
+    /// Say `line` (once).
+    fn ready(&mut self, line: &str);
+}
+
+/// What `main` built before any thread.
+#[derive(Debug)]
+pub struct Setup {
+    /// The command line.
+    pub options: Options,
+    /// The network.
+    pub record: NetworkRecord,
+    /// The host-side half.
+    pub agent: Agent,
+    /// pasta's pid (none on `--internal` networks).
+    pub pasta: Option<u32>,
+    /// The network's `netd.lock`, held until the helper exits.
+    pub lock: Flock<std::fs::File>,
+}
+
+/// Connections being served (a box attached holds one for its life).
+#[derive(Debug, Default)]
+struct Activity {
+    open: AtomicUsize,
+    idle_since: Mutex<Option<Instant>>,
+}
+
+/// One connection counted while it lives.
+struct Hold(Arc<Activity>);
+
+impl Activity {
+    fn hold(self: &Arc<Self>) -> Hold {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Hold(self.clone())
+    }
+
+    /// How long the helper has had nothing to do.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.open.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let mut since = self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+        Some(since.get_or_insert_with(Instant::now).elapsed())
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serve until the helper is no longer needed.
+pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String> {
+    let Setup {
+        options,
+        record,
+        agent,
+        pasta,
+        lock: _lock,
+    } = setup;
+    let agent = Arc::new(agent);
+    let home = options
+        .dir
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let events = EventLog::at(home.join(EVENTS_FILE));
+    let boxes = Arc::new(Boxes::new(&options, &record, pasta.is_some(), events)?);
+
+    let upstreams = if record.internal {
+        Vec::new()
+    } else {
+        host_nameservers().unwrap_or_else(|e| {
+            tracing::warn!("no upstream name servers: {e}");
+            Vec::new()
+        })
+    };
+    let mut dns = DnsServerConfig::new(
+        vec![SocketAddr::new(IpAddr::V4(record.gateway), DNS_PORT)],
+        upstreams,
+    );
+    dns.sockets = Some(agent.clone());
+    dns.observer = Some(boxes.feed());
+    let _dns = DnsServer::start(dns, boxes.directory().clone())
+        .await
+        .map_err(|e| format!("DNS server: {e}"))?;
+
+    let socket = options.dir.join(NETD_SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        SeqPacketListener::bind(&socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+    let activity = Arc::new(Activity::default());
+    ready.ready("ok");
+    tracing::info!(network = %record.name, socket = %socket.display(), "serving");
+
+    let accept = {
+        let (boxes, activity) = (boxes.clone(), activity.clone());
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(conn) => {
+                        let hold = activity.hold();
+                        tokio::spawn(connection(boxes.clone(), conn, hold));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    };
+    let reason = tokio::select! {
+        () = accept => "the listener ended".to_string(),
+        reason = watch(&options, &record, &boxes, &activity, pasta) => reason,
+    };
+    // New supervisors must start a new helper from here on.
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(network = %record.name, "exiting: {reason}");
+    Ok(())
+}
+
+/// Wait for a reason to exit.
+async fn watch(
+    options: &Options,
+    record: &NetworkRecord,
+    boxes: &Arc<Boxes>,
+    activity: &Activity,
+    pasta: Option<u32>,
+) -> String {
+    let pasta = pasta.and_then(|pid| Pidfd::open(pid).ok());
+    let mut denied_at = Instant::now();
+    loop {
+        tokio::time::sleep(WATCH).await;
+        match std::fs::read(options.dir.join(NETWORK_FILE)) {
+            Ok(bytes) => {
+                let same = serde_json::from_slice::<NetworkRecord>(&bytes)
+                    .is_ok_and(|now| now.id == record.id);
+                if !same {
+                    return "the network was removed and made again".into();
+                }
+            }
+            Err(_) => return "the network was removed".into(),
+        }
+        if pasta.as_ref().is_some_and(Pidfd::exited) {
+            return "the uplink (pasta) exited".into();
+        }
+        if activity.idle_for().is_some_and(|idle| idle >= options.grace) {
+            return format!("no box for {:?}", options.grace);
+        }
+        if denied_at.elapsed() >= DENIED_POLL {
+            denied_at = Instant::now();
+            let boxes = boxes.clone();
+            let _ = tokio::task::spawn_blocking(move || boxes.report_denied()).await;
+        }
+    }
+}
+
+/// One supervisor's connection: one request, and for an attach the
+/// box's life.
+async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
+    let request = match conn.recv().await {
+        Ok(Some((bytes, _))) => decode::<Request>(&bytes),
+        _ => return,
+    };
+    match request {
+        Err(e) => {
+            let _ = send(&conn, &Reply::Error(bad_request(e)), None).await;
+        }
+        Ok(Request::Attach(req)) => {
+            let box_id = req.box_id.clone();
+            let b = boxes.clone();
+            let attached = tokio::task::spawn_blocking(move || b.attach(req))
+                .await
+                .map_err(|e| a3s_box_core::BoxError::io("attach", std::io::Error::other(e)))
+                .and_then(|r| r);
+            match attached {
+                Ok((attachment, tap)) => {
+                    let sent = send(&conn, &Reply::Attached(attachment), Some(tap.as_fd())).await;
+                    drop(tap);
+                    if sent.is_ok() {
+                        // The box stays until its supervisor lets go.
+                        while let Ok(Some(_)) = conn.recv().await {}
+                    }
+                    let b = boxes.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.detach(&box_id)).await;
+                }
+                Err(e) => {
+                    let _ = send(&conn, &Reply::Error(WireError::from(&e)), None).await;
+                }
+            }
+        }
+        Ok(Request::Connect(req)) => match boxes.connect(&req).await {
+            Ok(fd) => {
+                let _ = send(&conn, &Reply::Connected, Some(fd.as_fd())).await;
+            }
+            Err(e) => {
+                let _ = send(&conn, &Reply::Error(WireError::from(&e)), None).await;
+            }
+        },
+    }
+}
+
+fn bad_request(e: std::io::Error) -> WireError {
+    WireError::from(&a3s_box_core::BoxError::Invalid(format!(
+        "bad request to the network helper: {e} (is a3s-box the same version as a3s-box-netd?)"
+    )))
+}
+
+async fn send(conn: &SeqPacket, reply: &Reply, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+    conn.send(&encode(reply), &fds).await
+}
+
+/// A process descriptor: whether a process (not our child) has exited,
+/// without pid reuse races.
+struct Pidfd(std::os::fd::OwnedFd);
+
+impl Pidfd {
+    fn open(pid: u32) -> std::io::Result<Self> {
+        // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        use std::os::fd::FromRawFd;
+        // SAFETY: a new descriptor nothing else owns.
+        Ok(Pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    fn exited(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, no wait.
+        let rc = unsafe { libc::poll(&mut poll, 1, 0) };
+        rc > 0 && poll.revents & libc::POLLIN != 0
+    }
+}
+

@@ -1,0 +1,428 @@
+//! The data plane of box networking, as a box's supervisor drives it: one
+//! network namespace per network, held by its helper (`a3s-box-netd`),
+//! holding a bridge, the uplink (pasta), the DNS server and the nft rules;
+//! one TAP per box and network, handed to QEMU as a descriptor; published
+//! ports relayed by the supervisor ([`proxy`]). See `docs/networking.md`.
+//!
+//! A supervisor uses [`PreparedNetwork`]:
+//! 1. [`PreparedNetwork::prepare`] before the VM: checks, host ports bound
+//!    (a port in use fails here, nothing else made), one attach per
+//!    network ([`client`]);
+//! 2. [`PreparedNetwork::qemu`] (NICs and their descriptors),
+//!    [`PreparedNetwork::guest`] (the guest's `NetworkConfig`),
+//!    [`PreparedNetwork::instance`] and [`PreparedNetwork::port_map`] (the
+//!    seed contract's fields);
+//! 3. [`PreparedNetwork::start`] once QEMU runs: the port relays, and a
+//!    watch on each helper (a helper that dies kills the VM, and
+//!    [`PreparedNetwork::failure`] says why: never a silent disconnect);
+//! 4. drop it once the VM is gone: the box is detached everywhere.
+
+pub mod client;
+pub mod proxy;
+pub mod seqpacket;
+pub mod state;
+pub mod wire;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use a3s_box_core::guest::message::{
+    DnsConfig, HostEntry, InterfaceConfig, Ipv4Cidr, MacAddr as GuestMac, NetworkConfig,
+};
+use a3s_box_core::spec::{HostAddr, NetworkMode, NetworkSpec};
+use a3s_box_core::{BoxError, NetworkInstanceConfig, Result};
+use tokio::task::JoinHandle;
+
+use self::client::Attached;
+use self::proxy::PortProxies;
+use self::state::{EndpointState, NetworkState};
+use self::wire::{AttachRequest, EgressRequest, HOST_GATEWAY, PROTOCOL_VERSION};
+use super::ports::{self, BoundPort};
+use super::store::{NetworkRecord, NetworkStore};
+use crate::config::EngineConfig;
+use crate::vmm::plan::{Device, NetBackend, NetDevice};
+use crate::vmm::qemu::provider::PassFd;
+
+/// QEMU gets the TAPs from this descriptor number on.
+pub const FIRST_TAP_FD: RawFd = 20;
+
+/// Who the box is, for its networks.
+#[derive(Debug, Clone, Copy)]
+pub struct BoxIdentity<'a> {
+    /// Its full id.
+    pub id: &'a str,
+    /// Its name (`None`: an anonymous foreground box, known by its short id).
+    pub name: Option<&'a str>,
+    /// Its directory (where [`state::NETWORK_STATE_FILE`] goes).
+    pub dir: &'a Path,
+}
+
+/// One network the box is on.
+#[derive(Debug)]
+struct Link {
+    attachment: wire::Attachment,
+    /// Open while the box is attached.
+    connection: seqpacket::SeqPacket,
+    tap: Arc<OwnedFd>,
+    socket: PathBuf,
+}
+
+/// A box's networks, from before its VM boots until it is gone.
+#[derive(Debug)]
+pub struct PreparedNetwork {
+    box_id: String,
+    dir: PathBuf,
+    links: Vec<Arc<Link>>,
+    ports: Vec<BoundPort>,
+    guest: Option<NetworkConfig>,
+    proxies: Option<PortProxies>,
+    watchers: Vec<JoinHandle<()>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for PreparedNetwork {
+    fn drop(&mut self) {
+        for w in &self.watchers {
+            w.abort();
+        }
+        if !self.links.is_empty() {
+            NetworkState::remove(&self.dir);
+        }
+    }
+}
+
+impl PreparedNetwork {
+    /// Prepare the networks `spec` asks for (`None`, or `--network none`:
+    /// loopback only). Errors leave nothing behind: no host port, no
+    /// address, no helper started for nothing.
+    pub async fn prepare(
+        engine: &EngineConfig,
+        who: BoxIdentity<'_>,
+        spec: Option<&NetworkSpec>,
+    ) -> Result<PreparedNetwork> {
+        let mut prepared = PreparedNetwork {
+            box_id: who.id.to_string(),
+            dir: who.dir.to_path_buf(),
+            links: Vec::new(),
+            ports: Vec::new(),
+            guest: None,
+            proxies: None,
+            watchers: Vec::new(),
+            lost: Arc::default(),
+        };
+        let Some(spec) = spec.filter(|s| s.mode != NetworkMode::None) else {
+            return Ok(prepared);
+        };
+        let store = NetworkStore::new(&engine.home_dir());
+        let networks = resolve_networks(&store, spec)?;
+        let first = &networks[0].0;
+        let host_gateway = (!first.internal && engine.network.host_gateway).then_some(HOST_GATEWAY);
+        check(spec, first, host_gateway)?;
+        // Host ports first: a port in use fails before anything is made.
+        prepared.ports = ports::bind_ports(&ports::published(spec))?;
+        let egress = egress_request(spec, &networks, host_gateway);
+        let internal_only = networks.iter().all(|(n, _)| n.internal);
+        let name = who.name.map_or_else(|| short(who.id).to_string(), str::to_string);
+        for (i, (net, attachment)) in networks.iter().enumerate() {
+            let dir = store.network_dir(&net.name);
+            let request = AttachRequest {
+                version: PROTOCOL_VERSION,
+                box_id: who.id.to_string(),
+                name: name.clone(),
+                aliases: attachment.as_ref().map(|a| a.aliases.clone()).unwrap_or_default(),
+                ipv4: attachment.as_ref().and_then(|a| a.ipv4),
+                mac: if i == 0 { spec.mac_address } else { None },
+                egress: egress.clone(),
+                dns_servers: spec.dns.servers.clone(),
+                internal_only,
+            };
+            let Attached {
+                attachment,
+                tap,
+                connection,
+            } = client::attach(engine, net, &dir, request).await?;
+            prepared.links.push(Arc::new(Link {
+                attachment,
+                connection,
+                tap: Arc::new(tap),
+                socket: client::socket_path(&dir)?,
+            }));
+        }
+        prepared.guest = Some(prepared.guest_config(spec));
+        prepared.state(spec).write(who.dir)?;
+        Ok(prepared)
+    }
+
+    /// The NICs for QEMU (one per network, in order) and the TAP
+    /// descriptors QEMU inherits for them.
+    pub fn qemu(&self) -> (Vec<Device>, Vec<PassFd>) {
+        let mut devices = Vec::new();
+        let mut fds = Vec::new();
+        for (i, link) in self.links.iter().enumerate() {
+            let fd = FIRST_TAP_FD + i as RawFd;
+            devices.push(Device::Net(NetDevice {
+                id: format!("net{i}"),
+                mac: link.attachment.mac.0,
+                backend: NetBackend::TapFd { fd },
+            }));
+            fds.push(PassFd {
+                fd: link.tap.clone(),
+                target: fd,
+            });
+        }
+        (devices, fds)
+    }
+
+    /// What the guest configures (`None`: loopback only).
+    pub fn guest(&self) -> Option<NetworkConfig> {
+        self.guest.clone()
+    }
+
+    /// The seed contract's `InstanceSpec.network`: the first NIC (its
+    /// device comes from [`PreparedNetwork::qemu`], so the socket path is
+    /// empty).
+    pub fn instance(&self) -> Option<NetworkInstanceConfig> {
+        let a = &self.links.first()?.attachment;
+        Some(NetworkInstanceConfig {
+            passt_socket_path: PathBuf::new(),
+            ip_address: a.ipv4,
+            gateway: a.gateway,
+            prefix_len: a.prefix_len,
+            mac_address: a.mac.0,
+            dns_servers: vec![a.gateway],
+        })
+    }
+
+    /// The seed contract's `InstanceSpec.port_map`: `HOST_PORT:BOX_PORT`
+    /// (UDP ones with `/udp`), for the record; the supervisor relays them.
+    pub fn port_map(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| match p.protocol {
+                a3s_box_core::spec::Protocol::Tcp => format!("{}:{}", p.host_port, p.container_port),
+                a3s_box_core::spec::Protocol::Udp => {
+                    format!("{}:{}/udp", p.host_port, p.container_port)
+                }
+            })
+            .collect()
+    }
+
+    /// Once QEMU (`vm_pid`) runs: relay the published ports, and kill the
+    /// VM if a network's helper dies. Must be called within a tokio
+    /// runtime.
+    pub fn start(&mut self, vm_pid: u32) -> Result<()> {
+        let Some(first) = self.links.first() else {
+            return Ok(());
+        };
+        self.proxies = Some(
+            PortProxies::start(&mut self.ports, first.socket.clone(), &self.box_id)
+                .map_err(|e| BoxError::io("relay the published ports", e))?,
+        );
+        let vm = pidfd_open(vm_pid).map_err(|e| BoxError::io("watch the VM", e))?;
+        let vm = Arc::new(vm);
+        for link in &self.links {
+            let (link, lost, vm) = (link.clone(), self.lost.clone(), vm.clone());
+            self.watchers.push(tokio::spawn(async move {
+                let _ = link.connection.closed().await;
+                let net = &link.attachment.network;
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "the helper of network {net} (a3s-box-netd, pid {}) exited: the box lost its network and was stopped (see networks/{net}/netd.log)",
+                    link.attachment.netd_pid
+                ));
+                tracing::warn!(network = %net, "network helper gone: killing the VM");
+                // SAFETY: pidfd_send_signal on a pidfd we own; no pointers.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        vm.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+            }));
+        }
+        Ok(())
+    }
+
+    /// Why the box lost its network while it ran, if it did.
+    pub fn failure(&self) -> Option<BoxError> {
+        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        Some(BoxError::Unavailable(lost))
+    }
+
+    /// `outcome` of the run, unless the network was lost (the real reason
+    /// the VM stopped).
+    pub fn outcome<T>(&self, outcome: Result<T>) -> Result<T> {
+        match self.failure() {
+            Some(e) => Err(e),
+            None => outcome,
+        }
+    }
+
+    fn guest_config(&self, spec: &NetworkSpec) -> NetworkConfig {
+        let attachments: Vec<_> = self.links.iter().map(|l| &l.attachment).collect();
+        // The default route: the first network unless it is --internal.
+        let route = attachments.first().filter(|a| !a.internal).map(|a| a.gateway);
+        let interfaces = attachments
+            .iter()
+            .enumerate()
+            .map(|(i, a)| InterfaceConfig {
+                mac: GuestMac(a.mac.0),
+                ipv4: Some(Ipv4Cidr {
+                    address: a.ipv4,
+                    prefix_len: a.prefix_len,
+                }),
+                gateway: if i == 0 { route } else { None },
+                mtu: Some(a.mtu),
+            })
+            .collect();
+        let host_gateway = attachments.first().and_then(|a| a.host_gateway);
+        let extra_hosts = spec
+            .extra_hosts
+            .iter()
+            .filter_map(|h| {
+                let address = match h.addr {
+                    HostAddr::Ip(ip) => ip,
+                    HostAddr::HostGateway => IpAddr::V4(host_gateway?),
+                };
+                Some(HostEntry {
+                    name: h.name.clone(),
+                    address,
+                })
+            })
+            .collect();
+        NetworkConfig {
+            interfaces,
+            // Every name goes through the network's DNS server (which
+            // forwards to --dns, or the host's servers): boxes' names and
+            // the egress allow-list need it to.
+            dns: attachments.first().map(|a| DnsConfig {
+                nameservers: vec![IpAddr::V4(a.gateway)],
+                search: spec.dns.search.clone(),
+                options: spec.dns.options.clone(),
+            }),
+            extra_hosts,
+        }
+    }
+
+    fn state(&self, spec: &NetworkSpec) -> NetworkState {
+        let aliases = |net: &str| match &spec.mode {
+            NetworkMode::Networks(list) => list
+                .iter()
+                .find(|a| a.name == net)
+                .map(|a| a.aliases.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        NetworkState {
+            networks: self
+                .links
+                .iter()
+                .map(|l| {
+                    let a = &l.attachment;
+                    EndpointState {
+                        network: a.network.clone(),
+                        network_id: a.network_id.clone(),
+                        ipv4: a.ipv4,
+                        prefix_len: a.prefix_len,
+                        gateway: a.gateway,
+                        mac: a.mac,
+                        aliases: aliases(&a.network),
+                        host_gateway: a.host_gateway,
+                    }
+                })
+                .collect(),
+            ports: self.ports.iter().map(BoundPort::mapping).collect(),
+        }
+    }
+}
+
+/// The networks of `spec`, in order, with their attachments (`None` for
+/// the default network).
+fn resolve_networks(
+    store: &NetworkStore,
+    spec: &NetworkSpec,
+) -> Result<Vec<(NetworkRecord, Option<a3s_box_core::spec::NetworkAttachment>)>> {
+    match &spec.mode {
+        NetworkMode::None => Ok(Vec::new()),
+        NetworkMode::Default => Ok(vec![(store.default_network()?, None)]),
+        NetworkMode::Networks(list) if list.is_empty() => Err(BoxError::Invalid(
+            "name at least one network, or use none or default".into(),
+        )),
+        NetworkMode::Networks(list) => list
+            .iter()
+            .map(|a| Ok((store.get(&a.name)?, Some(a.clone()))))
+            .collect(),
+    }
+}
+
+/// What the networks cannot give.
+fn check(spec: &NetworkSpec, first: &NetworkRecord, host_gateway: Option<Ipv4Addr>) -> Result<()> {
+    if first.internal && (!spec.ports.is_empty() || spec.publish_all) {
+        return Err(BoxError::Invalid(format!(
+            "network {} is --internal: nothing outside it can reach the box, so its ports cannot be published (drop -p/-P, or put a non-internal network first)",
+            first.name
+        )));
+    }
+    if host_gateway.is_none() {
+        if let Some(h) = spec
+            .extra_hosts
+            .iter()
+            .find(|h| h.addr == HostAddr::HostGateway)
+        {
+            let why = if first.internal {
+                format!("network {} is --internal", first.name)
+            } else {
+                "the engine maps no host gateway (host-gateway is off in config.json)".into()
+            };
+            return Err(BoxError::Invalid(format!(
+                "--add-host {h}: there is no host gateway: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The allow-list the helpers enforce: the box's rules and its networks'.
+fn egress_request(
+    spec: &NetworkSpec,
+    networks: &[(NetworkRecord, Option<a3s_box_core::spec::NetworkAttachment>)],
+    host_gateway: Option<Ipv4Addr>,
+) -> Option<EgressRequest> {
+    let mut rules = spec.egress.clone();
+    for (net, _) in networks {
+        rules.extend(net.egress.iter().cloned());
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    let hosts = spec
+        .extra_hosts
+        .iter()
+        .filter_map(|h| {
+            let ip = match h.addr {
+                HostAddr::Ip(ip) => ip,
+                HostAddr::HostGateway => IpAddr::V4(host_gateway?),
+            };
+            Some((h.name.clone(), ip))
+        })
+        .collect();
+    Some(EgressRequest { rules, hosts })
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
