@@ -114,5 +114,6 @@ pub(crate) fn run_options(spec: &BoxSpec, home: &Home) -> Result<RunOptions> {
         tty: container.process.tty,
         storage,
         builtin: false,
+        network: Some((container.name.clone(), spec.sandbox.network.clone())),
     })
 }

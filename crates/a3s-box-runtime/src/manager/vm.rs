@@ -79,6 +79,9 @@ pub struct RunOptions {
     /// program of the box (the storage helpers of a stopped box); never stored.
     #[serde(skip)]
     pub builtin: bool,
+    /// The box's name and networks (`None`: loopback only).
+    #[serde(default)]
+    pub network: Option<(Option<String>, a3s_box_core::spec::NetworkSpec)>,
 }
 
 /// Where the workload's output goes.
@@ -219,6 +222,21 @@ pub async fn run_vm(
     }
     let console = dir.join("console.log");
     let storage = plan_storage(home, dir, &opts.storage)?;
+    // Networks (and published ports) before anything is started.
+    let who = crate::network::dataplane::BoxIdentity {
+        id,
+        name: opts.network.as_ref().and_then(|(n, _)| n.as_deref()),
+        dir,
+    };
+    let mut network = crate::network::dataplane::PreparedNetwork::prepare(
+        engine,
+        who,
+        opts.network
+            .as_ref()
+            .filter(|_| !opts.builtin)
+            .map(|(_, s)| s),
+    )
+    .await?;
     let spec = InstanceSpec {
         box_id: id.to_string(),
         vcpus: opts.vcpus,
@@ -234,9 +252,14 @@ pub async fn run_vm(
         workdir: opts.workdir.clone().unwrap_or_else(|| "/".into()),
         user: opts.user.clone(),
         fs_mounts: storage.fs_mounts.clone(),
+        network: network.instance(),
+        port_map: network.port_map(),
         ..InstanceSpec::default()
     };
     config.extra_devices = storage.devices.clone();
+    let (nics, tap_fds) = network.qemu();
+    config.extra_devices.extend(nics);
+    config.pass_fds.extend(tap_fds);
     let provider: Box<dyn VmmProvider> = Box::new(QemuProvider::new(config, launcher.clone()));
     tracing::debug!("rootfs image ready");
     let shares: Vec<_> = spec
@@ -258,6 +281,7 @@ pub async fn run_vm(
     )?;
     let mut vm = provider.start(&spec).await?;
     daemons.watch(vm.pid());
+    network.start(vm.pid())?;
     tracing::debug!(pid = vm.pid(), "QEMU started");
     let connected = guest::connect(&socket, CONNECT_TIMEOUT, || vm.is_running()).await;
     let (reader, mut writer) = match connected {
@@ -282,7 +306,7 @@ pub async fn run_vm(
         sandbox: id.to_string(),
         clock: Some(guest::seed::wall_clock()),
         entropy: guest::seed::fresh_entropy()?,
-        network: None,
+        network: network.guest().map(Box::new),
         container: Some(Box::new(ContainerSpec {
             id: id.to_string(),
             hostname,
@@ -326,7 +350,7 @@ pub async fn run_vm(
         vm: &mut *vm,
         main_credit: Default::default(),
     };
-    let outcome = session.drive(boot, boot_timeout, io).await;
+    let outcome = network.outcome(session.drive(boot, boot_timeout, io).await);
     // Whatever happened, the VM must go. Once the workload has exited and its
     // output has arrived, a VM whose only writable storage is its own RAM
     // (read-only root, tmpfs upper) holds nothing worth flushing: it is
@@ -344,6 +368,7 @@ pub async fn run_vm(
         vm.stop(libc::SIGKILL, 0)?;
     }
     drop(daemons);
+    drop(network);
     tracing::debug!("VM gone");
     if opts.debug {
         eprintln!("--- VM console ---\n{}", log_tail(&console, usize::MAX));

@@ -167,7 +167,18 @@ impl QemuProvider {
                     socket: fs_socket(spec, i),
                 }),
         );
-        if let Some(net) = &spec.network {
+        // A contract network whose NIC the config already has (a TAP handed
+        // over as a descriptor, no passt socket) adds no second one.
+        let has_nic = |mac: [u8; 6]| {
+            c.extra_devices
+                .iter()
+                .any(|d| matches!(d, Device::Net(n) if n.mac == mac))
+        };
+        if let Some(net) = spec
+            .network
+            .as_ref()
+            .filter(|n| !(n.passt_socket_path.as_os_str().is_empty() && has_nic(n.mac_address)))
+        {
             devices.push(Device::Net(NetDevice {
                 id: NET_ID.into(),
                 mac: net.mac_address,
