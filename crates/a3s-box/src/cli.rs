@@ -195,6 +195,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub storage: crate::cli_storage::StorageArgs,
 
+    #[command(flatten)]
+    pub network: RunNetworkArgs,
+
     /// IMAGE [COMMAND [ARG...]]; with --rootfs, only COMMAND [ARG...].
     #[arg(
         trailing_var_arg = true,
@@ -202,6 +205,51 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     pub args: Vec<String>,
+}
+
+/// The network flags of `run` and `create`.
+#[derive(Debug, Default, Args)]
+pub struct RunNetworkArgs {
+    /// Publish a box port on the host: [IP:][HOST_PORT:]BOX_PORT[/tcp|/udp],
+    /// ranges as 8000-8010:80-90 (no host port: a free one).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE and --expose) on a
+    /// free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or range (PORT[/tcp|/udp]) without publishing it.
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Network to join: default (or bridge), none, a network's name, or
+    /// name=NET,alias=A,ip=IP; repeat for several networks.
+    #[arg(long = "network", visible_alias = "net", value_name = "NETWORK")]
+    pub networks: Vec<String>,
+    /// Another name other boxes of the network resolve to this box.
+    #[arg(long = "network-alias", visible_alias = "net-alias", value_name = "ALIAS")]
+    pub network_aliases: Vec<String>,
+    /// The box's IPv4 address on its network.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// Name server the box's names are forwarded to.
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// DNS search domain.
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Resolver option (ndots:2, edns0).
+    #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// The MAC address of the box's interface.
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
+    /// Allow egress only to these destinations (NAME, *.DOMAIN, IP or CIDR,
+    /// each with an optional :PORT); without it, anywhere.
+    #[arg(long = "egress-allow", value_name = "RULE")]
+    pub egress_allow: Vec<String>,
 }
 
 /// `a3s-box events`.

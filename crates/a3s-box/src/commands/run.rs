@@ -1,9 +1,11 @@
 //! `run` and `create`: flags → [`BoxSpec`] → engine → render.
 
 use a3s_box_core::spec::{
-    parse_env, parse_env_file, parse_labels, parse_memory, parse_mount, parse_storage_opt,
-    parse_tmpfs, parse_volume, AccelChoice, BoxSpec, ContainerSpec, EnvVar, ProcessSpec, Resources,
-    RootSource, SpecError, StorageSpec, VmOptions, VolumesFrom,
+    parse_add_host, parse_dns, parse_dns_option, parse_dns_search, parse_egress, parse_env,
+    parse_env_file, parse_expose, parse_labels, parse_memory, parse_mount, parse_networks,
+    parse_publish, parse_storage_opt, parse_tmpfs, parse_volume, AccelChoice, BoxSpec,
+    ContainerSpec, EnvVar, MacAddr, NetworkSpec, ProcessSpec, Resources, RootSource, SpecError,
+    StorageSpec, VmOptions, VolumesFrom,
 };
 use a3s_box_runtime::manager::resolve::PullOptions;
 use a3s_box_runtime::manager::{Engine, RemoveOptions};
@@ -11,7 +13,7 @@ use a3s_box_runtime::state::BoxRecord;
 use anyhow::{anyhow, bail, Result};
 
 use super::{engine, exit_code};
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunNetworkArgs};
 
 /// The caller's environment, for `-e NAME` and `--env-file` lines without a value.
 fn lookup(name: &str) -> Option<String> {
@@ -59,6 +61,43 @@ fn check_not_a_flag(word: &str) -> Result<()> {
 
 fn cli(e: SpecError) -> anyhow::Error {
     anyhow::Error::from(a3s_box_core::BoxError::from(e.for_cli()))
+}
+
+/// The network flags as a [`NetworkSpec`] (checked as a whole by the
+/// spec's validation).
+pub fn network_spec(n: &RunNetworkArgs) -> Result<NetworkSpec> {
+    let mut spec = NetworkSpec {
+        mode: parse_networks(&n.networks, &n.network_aliases, n.ip.as_deref())?,
+        publish_all: n.publish_all,
+        ..NetworkSpec::default()
+    };
+    for p in &n.publish {
+        spec.ports.extend(parse_publish(p)?);
+    }
+    for e in &n.expose {
+        spec.expose.extend(parse_expose(e)?);
+    }
+    for d in &n.dns {
+        spec.dns.servers.push(parse_dns(d)?);
+    }
+    for d in &n.dns_search {
+        spec.dns.search.push(parse_dns_search(d)?);
+    }
+    for o in &n.dns_options {
+        spec.dns.options.push(parse_dns_option(o)?);
+    }
+    for h in &n.add_hosts {
+        spec.extra_hosts.push(parse_add_host(h)?);
+    }
+    for r in &n.egress_allow {
+        spec.egress.push(parse_egress(r)?);
+    }
+    spec.mac_address = n
+        .mac_address
+        .as_deref()
+        .map(str::parse::<MacAddr>)
+        .transpose()?;
+    Ok(spec)
 }
 
 /// Turn `run`/`create` flags into a box spec, validated (errors name the flag).
@@ -132,6 +171,7 @@ pub fn box_spec(args: &RunArgs) -> Result<BoxSpec> {
     container.auto_remove = args.rm;
     let mut spec = BoxSpec::single(container);
     spec.sandbox.hostname = args.hostname.clone();
+    spec.sandbox.network = network_spec(&args.network)?;
     spec.sandbox.resources = Resources {
         vcpus: args.cpus,
         memory_mib: parse_memory(&args.memory)?,
