@@ -83,9 +83,8 @@ impl Agent {
     fn call(&self, request: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<(String, Vec<OwnedFd>)> {
         let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
         send_fds(socket.as_fd(), request, fds)?;
-        let (bytes, fds) = recv_fds(socket.as_fd())?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the host agent is gone")
-        })?;
+        let (bytes, fds) = recv_fds(socket.as_fd())?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the host agent is gone"))?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         match text.strip_prefix("err ") {
             Some(reason) => Err(io::Error::other(reason.to_string())),

@@ -16,7 +16,7 @@ use a3s_box_runtime::network::dataplane::wire::{
     AttachRequest, Attachment, ConnectRequest, HOST_GATEWAY, NETWORK_MTU, PROTOCOL_VERSION,
 };
 use a3s_box_runtime::network::dns::resolv::DNS_PORT;
-use a3s_box_runtime::network::dns::{ClientPolicy, DnsObserver, Directory, HostEntry};
+use a3s_box_runtime::network::dns::{ClientPolicy, Directory, DnsObserver, HostEntry};
 use a3s_box_runtime::network::egress::{
     Attach, EgressPlan, EgressPolicy, Firewall, FirewallFeed, Netns, Nft,
 };
@@ -130,7 +130,9 @@ impl Boxes {
         let (tap, firewall) = match made {
             Ok(done) => done,
             Err(e) => {
-                let _ = self.nft.apply(&rules::guard_remove(&tap_name, lease.mac, lease.ipv4));
+                let _ = self
+                    .nft
+                    .apply(&rules::guard_remove(&tap_name, lease.mac, lease.ipv4));
                 let _ = self.ipam.release(&req.box_id);
                 return Err(e);
             }
@@ -254,7 +256,10 @@ impl Boxes {
             return Ok((tap, None));
         };
         let plan = EgressPlan {
-            table: format!("a3s_{}", rules::tap_name(&req.box_id).trim_start_matches(rules::TAP_PREFIX)),
+            table: format!(
+                "a3s_{}",
+                rules::tap_name(&req.box_id).trim_start_matches(rules::TAP_PREFIX)
+            ),
             attach: vec![Attach::Forward {
                 iifname: Some(BRIDGE.into()),
                 saddr: Some(IpAddr::V4(lease.ipv4)),
@@ -282,10 +287,11 @@ impl Boxes {
                 tracing::warn!("remove egress table {}: {e}", fw.table());
             }
         }
-        if let Err(e) = self
-            .nft
-            .apply(&rules::guard_remove(&gone.tap, gone.lease.mac, gone.lease.ipv4))
-        {
+        if let Err(e) = self.nft.apply(&rules::guard_remove(
+            &gone.tap,
+            gone.lease.mac,
+            gone.lease.ipv4,
+        )) {
             tracing::warn!("remove the guard of {}: {e}", gone.tap);
         }
         if let Err(e) = self.ipam.release(box_id) {
@@ -310,13 +316,15 @@ impl Boxes {
                 ))
             })?;
         let to = SocketAddr::new(IpAddr::V4(ip), req.port);
-        let failed = |e: std::io::Error| BoxError::io(format!("connect to {to}/{}", req.protocol), e);
+        let failed =
+            |e: std::io::Error| BoxError::io(format!("connect to {to}/{}", req.protocol), e);
         match req.protocol {
             Protocol::Tcp => {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to))
-                    .await
-                    .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
-                    .map_err(failed)?;
+                let stream =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to))
+                        .await
+                        .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
+                        .map_err(failed)?;
                 stream.set_nodelay(true).map_err(failed)?;
                 let stream = stream.into_std().map_err(failed)?;
                 Ok(stream.into())
@@ -337,7 +345,12 @@ impl Boxes {
             .table()
             .iter()
             .filter_map(|(id, a)| {
-                Some((id.clone(), a.name.clone(), a.firewall.clone()?, a.denied.clone()))
+                Some((
+                    id.clone(),
+                    a.name.clone(),
+                    a.firewall.clone()?,
+                    a.denied.clone(),
+                ))
             })
             .collect();
         for (id, name, fw, mut seen) in with_tables {

@@ -160,16 +160,15 @@ fn run(options: Options, ready: &mut Ready) -> Result<(), String> {
     let mode = netns::Mode::of_process();
     let ns = netns::unshare(mode).map_err(|e| e.to_string())?;
     let block = record.block().map_err(|e| e.to_string())?;
-    build_namespace(&record, block.prefix_len()).map_err(|e| format!("network {}: {e}", record.name))?;
+    build_namespace(&record, block.prefix_len())
+        .map_err(|e| format!("network {}: {e}", record.name))?;
     let uplink = if record.internal {
         None
     } else {
-        let mut args: Vec<String> = [
-            "-f", "-q", "-4", "--config-net", "-I", "up0", "-a",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["-f", "-q", "-4", "--config-net", "-I", "up0", "-a"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend([
             UPLINK_ADDR.to_string(),
             "-n".into(),
@@ -179,7 +178,16 @@ fn run(options: Options, ready: &mut Ready) -> Result<(), String> {
         ]);
         args.extend(
             [
-                "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-dhcp", "--no-ndp",
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+                "--no-dhcp",
+                "--no-ndp",
                 "--no-ra",
             ]
             .iter()
@@ -239,8 +247,14 @@ impl server::ReadySink for Ready {
 fn build_namespace(record: &NetworkRecord, prefix_len: u8) -> Result<(), String> {
     let mut rtnl = rtnl::Rtnl::open().map_err(|e| format!("netlink: {e}"))?;
     let lo = rtnl::index("lo").map_err(|e| format!("lo: {e}"))?;
-    rtnl.set_link(lo, rtnl::LinkChange { up: true, ..Default::default() })
-        .map_err(|e| format!("bring up lo: {e}"))?;
+    rtnl.set_link(
+        lo,
+        rtnl::LinkChange {
+            up: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("bring up lo: {e}"))?;
     // A fixed MAC: a bridge otherwise takes its lowest port's, and boxes'
     // ARP caches go stale as boxes come and go.
     let id = record.id.as_bytes();
@@ -256,8 +270,14 @@ fn build_namespace(record: &NetworkRecord, prefix_len: u8) -> Result<(), String>
     let br = rtnl::index(rules::BRIDGE).map_err(|e| format!("bridge: {e}"))?;
     rtnl.add_ipv4(br, record.gateway, prefix_len)
         .map_err(|e| format!("address {}/{prefix_len} on the bridge: {e}", record.gateway))?;
-    rtnl.set_link(br, rtnl::LinkChange { up: true, ..Default::default() })
-        .map_err(|e| format!("bring up the bridge: {e}"))?;
+    rtnl.set_link(
+        br,
+        rtnl::LinkChange {
+            up: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("bring up the bridge: {e}"))?;
     netns::sysctls().map_err(|e| e.to_string())?;
     a3s_box_runtime::network::egress::Nft::new(a3s_box_runtime::network::egress::Netns::Current)
         .apply(&rules::base(record.internal))
@@ -300,7 +320,13 @@ fn has_address(name: &str, addr: Ipv4Addr) -> bool {
     }
     use std::os::fd::AsRawFd;
     // SAFETY: SIOCGIFADDR fills the address member of a valid ifreq.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFADDR as _, &mut req as *mut libc::ifreq) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SIOCGIFADDR as _,
+            &mut req as *mut libc::ifreq,
+        )
+    };
     if rc < 0 {
         return false;
     }

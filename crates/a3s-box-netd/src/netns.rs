@@ -53,7 +53,9 @@ pub fn unshare(mode: Mode) -> io::Result<Namespace> {
         let e = io::Error::last_os_error();
         let what = match mode {
             Mode::Root => "a network namespace",
-            Mode::Rootless => "a user and network namespace (are user namespaces allowed on this host?)",
+            Mode::Rootless => {
+                "a user and network namespace (are user namespaces allowed on this host?)"
+            }
         };
         return Err(io::Error::new(e.kind(), format!("unshare {what}: {e}")));
     }

@@ -156,23 +156,16 @@ impl Rtnl {
         let seq = self.seq;
         let bytes = msg.finish(seq);
         // SAFETY: `bytes` is live for the call; the kernel only reads it.
-        let sent = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                0,
-            )
-        };
+        let sent =
+            unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
         let mut buf = vec![0u8; 8192];
         loop {
             // SAFETY: `buf` is live and writable for its length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -183,7 +176,8 @@ impl Rtnl {
             let mut at = 0usize;
             let n = n as usize;
             while at + NLMSG_HDRLEN <= n {
-                let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+                let word =
+                    |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
                 let len = word(at) as usize;
                 let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
                 let got_seq = word(at + 8);
@@ -263,10 +257,9 @@ mod tests {
     #[test]
     fn attributes_are_aligned_and_nested_lengths_cover_their_content() {
         let mut msg = Msg::new(RTM_NEWLINK, NLM_F_CREATE, &ifinfomsg(0, 0, 0));
-        msg.attr(IFLA_IFNAME, b"br0\0")
-            .nested(IFLA_LINKINFO, |m| {
-                m.attr(IFLA_INFO_KIND, b"bridge");
-            });
+        msg.attr(IFLA_IFNAME, b"br0\0").nested(IFLA_LINKINFO, |m| {
+            m.attr(IFLA_INFO_KIND, b"bridge");
+        });
         let bytes = msg.finish(7);
         assert_eq!(bytes.len() % 4, 0);
         assert_eq!(
@@ -293,10 +286,18 @@ mod tests {
                 return None;
             }
             let mut rtnl = Rtnl::open().unwrap();
-            rtnl.add_bridge("br0", 65520, [2, 0xa3, 0, 0, 0, 1]).unwrap();
+            rtnl.add_bridge("br0", 65520, [2, 0xa3, 0, 0, 0, 1])
+                .unwrap();
             let br = index("br0").unwrap();
             rtnl.add_ipv4(br, Ipv4Addr::new(10, 9, 0, 1), 24).unwrap();
-            rtnl.set_link(br, LinkChange { up: true, ..Default::default() }).unwrap();
+            rtnl.set_link(
+                br,
+                LinkChange {
+                    up: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let again = rtnl.add_bridge("br0", 1500, [2, 0, 0, 0, 0, 2]);
             let mtu = std::fs::read_to_string("/sys/class/net/br0/mtu");
             let listening = std::net::UdpSocket::bind("10.9.0.1:0").is_ok();

@@ -124,8 +124,8 @@ pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String
 
     let socket = options.dir.join(NETD_SOCKET);
     let _ = std::fs::remove_file(&socket);
-    let listener =
-        SeqPacketListener::bind(&socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+    let listener = SeqPacketListener::bind(&socket)
+        .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
     let activity = Arc::new(Activity::default());
     ready.ready("ok");
     tracing::info!(network = %record.name, socket = %socket.display(), "serving");
@@ -182,7 +182,10 @@ async fn watch(
         if pasta.as_ref().is_some_and(Pidfd::exited) {
             return "the uplink (pasta) exited".into();
         }
-        if activity.idle_for().is_some_and(|idle| idle >= options.grace) {
+        if activity
+            .idle_for()
+            .is_some_and(|idle| idle >= options.grace)
+        {
             return format!("no box for {:?}", options.grace);
         }
         if denied_at.elapsed() >= DENIED_POLL {
@@ -262,7 +265,9 @@ impl Pidfd {
         }
         use std::os::fd::FromRawFd;
         // SAFETY: a new descriptor nothing else owns.
-        Ok(Pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+        Ok(Pidfd(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+        }))
     }
 
     fn exited(&self) -> bool {
@@ -277,4 +282,3 @@ impl Pidfd {
         rc > 0 && poll.revents & libc::POLLIN != 0
     }
 }
-

@@ -22,12 +22,7 @@ pub fn create(name: &str) -> io::Result<OwnedFd> {
         ));
     }
     // SAFETY: a constant NUL-terminated path; the result is checked.
-    let fd = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if fd < 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")));

@@ -112,7 +112,12 @@ pub async fn attach(
 }
 
 /// A socket connected from the network's namespace to `port` of the box.
-pub async fn connect(socket: &Path, box_id: &str, port: u16, protocol: Protocol) -> Result<OwnedFd> {
+pub async fn connect(
+    socket: &Path,
+    box_id: &str,
+    port: u16,
+    protocol: Protocol,
+) -> Result<OwnedFd> {
     let bytes = encode(&Request::Connect(ConnectRequest {
         version: PROTOCOL_VERSION,
         box_id: box_id.to_string(),

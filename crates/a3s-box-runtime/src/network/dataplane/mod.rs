@@ -124,14 +124,19 @@ impl PreparedNetwork {
         prepared.ports = ports::bind_ports(&ports::published(spec))?;
         let egress = egress_request(spec, &networks, host_gateway);
         let internal_only = networks.iter().all(|(n, _)| n.internal);
-        let name = who.name.map_or_else(|| short(who.id).to_string(), str::to_string);
+        let name = who
+            .name
+            .map_or_else(|| short(who.id).to_string(), str::to_string);
         for (i, (net, attachment)) in networks.iter().enumerate() {
             let dir = store.network_dir(&net.name);
             let request = AttachRequest {
                 version: PROTOCOL_VERSION,
                 box_id: who.id.to_string(),
                 name: name.clone(),
-                aliases: attachment.as_ref().map(|a| a.aliases.clone()).unwrap_or_default(),
+                aliases: attachment
+                    .as_ref()
+                    .map(|a| a.aliases.clone())
+                    .unwrap_or_default(),
                 ipv4: attachment.as_ref().and_then(|a| a.ipv4),
                 mac: if i == 0 { spec.mac_address } else { None },
                 egress: egress.clone(),
@@ -201,7 +206,9 @@ impl PreparedNetwork {
         self.ports
             .iter()
             .map(|p| match p.protocol {
-                a3s_box_core::spec::Protocol::Tcp => format!("{}:{}", p.host_port, p.container_port),
+                a3s_box_core::spec::Protocol::Tcp => {
+                    format!("{}:{}", p.host_port, p.container_port)
+                }
                 a3s_box_core::spec::Protocol::Udp => {
                     format!("{}:{}/udp", p.host_port, p.container_port)
                 }
@@ -249,7 +256,11 @@ impl PreparedNetwork {
 
     /// Why the box lost its network while it ran, if it did.
     pub fn failure(&self) -> Option<BoxError> {
-        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let lost = self
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
         Some(BoxError::Unavailable(lost))
     }
 
@@ -265,7 +276,10 @@ impl PreparedNetwork {
     fn guest_config(&self, spec: &NetworkSpec) -> NetworkConfig {
         let attachments: Vec<_> = self.links.iter().map(|l| &l.attachment).collect();
         // The default route: the first network unless it is --internal.
-        let route = attachments.first().filter(|a| !a.internal).map(|a| a.gateway);
+        let route = attachments
+            .first()
+            .filter(|a| !a.internal)
+            .map(|a| a.gateway);
         let interfaces = attachments
             .iter()
             .enumerate()

@@ -175,7 +175,11 @@ async fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<()> {
         // SAFETY (both): the streams own these descriptors for the whole call.
         let n = src
             .async_io(Interest::READABLE, || {
-                splice(unsafe { BorrowedFd::borrow_raw(src_fd) }, borrowed(&w), PIPE_BYTES as usize)
+                splice(
+                    unsafe { BorrowedFd::borrow_raw(src_fd) },
+                    borrowed(&w),
+                    PIPE_BYTES as usize,
+                )
             })
             .await;
         let n = match n {
@@ -192,7 +196,11 @@ async fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<()> {
         while left > 0 {
             left -= dst
                 .async_io(Interest::WRITABLE, || {
-                    splice(borrowed(&r), unsafe { BorrowedFd::borrow_raw(dst_fd) }, left)
+                    splice(
+                        borrowed(&r),
+                        unsafe { BorrowedFd::borrow_raw(dst_fd) },
+                        left,
+                    )
                 })
                 .await?;
         }

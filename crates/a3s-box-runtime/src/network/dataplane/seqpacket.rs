@@ -33,13 +33,23 @@ fn io_err(e: nix::Error) -> std::io::Error {
 
 /// Send `bytes` with `fds` attached, as one message (blocking unless the
 /// socket is non-blocking).
-pub fn send_fds(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+pub fn send_fds(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let cmsgs = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsgs };
     let iov = [IoSlice::new(bytes)];
     loop {
-        match sendmsg::<()>(socket.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(_) => return Err(std::io::ErrorKind::WriteZero.into()),
             Err(nix::Error::EINTR) => continue,
@@ -75,8 +85,8 @@ pub fn recv_fds(socket: BorrowedFd<'_>) -> std::io::Result<Option<(Vec<u8>, Vec<
                 }
             }
         }
-        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC)
-            || msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        let truncated =
+            msg.flags.contains(MsgFlags::MSG_TRUNC) || msg.flags.contains(MsgFlags::MSG_CTRUNC);
         let n = msg.bytes;
         if truncated {
             return Err(std::io::Error::new(
@@ -165,10 +175,7 @@ impl SeqPacket {
     /// helper that died.
     pub async fn closed(&self) -> std::io::Result<()> {
         loop {
-            let mut guard = self
-                .fd
-                .ready(Interest::READABLE | Interest::ERROR)
-                .await?;
+            let mut guard = self.fd.ready(Interest::READABLE | Interest::ERROR).await?;
             let mut byte = [0u8; 1];
             // SAFETY: recv into a live one-byte buffer with MSG_PEEK: it
             // only reads the queue.

@@ -69,7 +69,10 @@ impl NetworkState {
 
     /// The published ports of `port`/`protocol` (all with `None`), as
     /// `docker port` prints them: `80/tcp -> 0.0.0.0:8080`.
-    pub fn port_lines(&self, filter: Option<(u16, Option<a3s_box_core::spec::Protocol>)>) -> Vec<String> {
+    pub fn port_lines(
+        &self,
+        filter: Option<(u16, Option<a3s_box_core::spec::Protocol>)>,
+    ) -> Vec<String> {
         let mut ports = self.ports.clone();
         ports.sort_by_key(|p| (p.container_port, p.protocol));
         ports
@@ -105,10 +108,14 @@ mod tests {
     fn port_lines_are_dockers() {
         let state = NetworkState {
             networks: Vec::new(),
-            ports: ["127.0.0.1:8080:80", "0.0.0.0:9000:53/udp", "0.0.0.0:8081:80"]
-                .iter()
-                .flat_map(|s| a3s_box_core::spec::parse_publish(s).unwrap())
-                .collect(),
+            ports: [
+                "127.0.0.1:8080:80",
+                "0.0.0.0:9000:53/udp",
+                "0.0.0.0:8081:80",
+            ]
+            .iter()
+            .flat_map(|s| a3s_box_core::spec::parse_publish(s).unwrap())
+            .collect(),
         };
         assert_eq!(
             state.port_lines(None),
