@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use a3s_box_core::spec::{BoxSpec, ContainerSpec, EnvVar, Mount, RootSource, VolumesFrom};
+use a3s_box_core::spec::{
+    BoxSpec, ContainerSpec, EnvVar, ExposedPort, Mount, RootSource, VolumesFrom,
+};
 use a3s_box_core::{BoxError, Result};
 
 use super::{new_box_id, ImageManager, PullPolicy};
@@ -33,7 +35,12 @@ pub(crate) async fn resolve(
     spec.validate()?;
     let store = BoxStore::new(&config.home_dir());
     for container in &mut spec.containers {
-        resolve_root(config, container, pull).await?;
+        // The image's EXPOSEd ports join the sandbox's (`-P` publishes them).
+        for port in resolve_root(config, container, pull).await? {
+            if !spec.sandbox.network.expose.contains(&port) {
+                spec.sandbox.network.expose.push(port);
+            }
+        }
         expand_volumes_from(&store, container)?;
         resolve_mounts(container)?;
     }
@@ -42,12 +49,13 @@ pub(crate) async fn resolve(
 }
 
 /// Merge the image config (or, for a directory root, join entrypoint and
-/// arguments) into the container's process.
+/// arguments) into the container's process; the image's `EXPOSE`d ports.
 async fn resolve_root(
     config: &EngineConfig,
     c: &mut ContainerSpec,
     pull: PullOptions,
-) -> Result<()> {
+) -> Result<Vec<ExposedPort>> {
+    let mut exposed = Vec::new();
     match &mut c.root {
         RootSource::Dir { path } => {
             if !path.is_dir() {
@@ -111,6 +119,12 @@ async fn resolve_root(
                     });
                 }
             }
+            for port in &resolved.config.exposed_ports {
+                match a3s_box_core::spec::parse_expose(port) {
+                    Ok(ports) => exposed.extend(ports),
+                    Err(e) => tracing::warn!("image EXPOSE {port:?} ignored: {e}"),
+                }
+            }
             // Labels of the image, under the box's own.
             for (k, v) in &resolved.config.labels {
                 c.labels.entry(k.clone()).or_insert_with(|| v.clone());
@@ -124,7 +138,7 @@ async fn resolve_root(
             value: "xterm".into(),
         });
     }
-    Ok(())
+    Ok(exposed)
 }
 
 /// `--volumes-from BOX[:ro|rw]`: the volumes and bind mounts of BOX (not its
