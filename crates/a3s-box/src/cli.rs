@@ -67,6 +67,8 @@ pub enum Command {
     Top(TopArgs),
     /// Show resource usage of boxes.
     Stats(StatsArgs),
+    /// List a box's published ports, or the host side of one of them.
+    Port(PortArgs),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(crate::cli_storage::VolumeCommand),
@@ -207,6 +209,15 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
+/// `a3s-box port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The box.
+    pub r#box: String,
+    /// A port of the box (PORT or PORT/PROTO).
+    pub port: Option<String>,
+}
+
 /// The network flags of `run` and `create`.
 #[derive(Debug, Default, Args)]
 pub struct RunNetworkArgs {
@@ -226,7 +237,11 @@ pub struct RunNetworkArgs {
     #[arg(long = "network", visible_alias = "net", value_name = "NETWORK")]
     pub networks: Vec<String>,
     /// Another name other boxes of the network resolve to this box.
-    #[arg(long = "network-alias", visible_alias = "net-alias", value_name = "ALIAS")]
+    #[arg(
+        long = "network-alias",
+        visible_alias = "net-alias",
+        value_name = "ALIAS"
+    )]
     pub network_aliases: Vec<String>,
     /// The box's IPv4 address on its network.
     #[arg(long, value_name = "IP")]

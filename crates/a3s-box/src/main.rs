@@ -74,6 +74,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cp(args) => block_on(cp::cp(args))?,
         Command::Top(args) => block_on(monitor::top(args))?,
         Command::Stats(args) => block_on(monitor::stats(args))?,
+        Command::Port(args) => commands::port::run(args),
         Command::Logs(args) => block_on(logs::logs(args))?,
         Command::Volume(command) => volume::dispatch(command),
         Command::Network(command) => commands::network::dispatch(command),

@@ -35,6 +35,8 @@ pub struct Info {
     pub qemu: PathBuf,
     /// `qemu --version`, first line.
     pub qemu_version: Option<String>,
+    /// How boxes are networked here, and why.
+    pub network: crate::network::dataplane::mode::NetworkMode,
 }
 
 /// The kernel release of a kernel image: a bzImage names it through its
@@ -83,6 +85,7 @@ pub fn info(
         kernel_version: kernel_version(&kernel),
         assets_present: kernel.is_file() && initramfs.is_file(),
         qemu_version: qemu_version(&qemu),
+        network: crate::network::dataplane::mode::detect(config),
         kernel,
         kernel_is_custom,
         initramfs,

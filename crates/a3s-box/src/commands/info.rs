@@ -37,5 +37,16 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
     println!("QEMU:           {}", info.qemu.display());
     println!("  Version:      {}", or_unknown(&info.qemu_version));
+    println!("Network:        {}", info.network.plane);
+    println!("  Reason:       {}", info.network.reason);
+    println!("  Uplink:       {}", info.network.pasta);
+    println!(
+        "  Host gateway: {}",
+        if info.network.host_gateway {
+            "on (boxes reach the host's loopback at host-gateway)"
+        } else {
+            "off (host-gateway in config.json)"
+        }
+    );
     Ok(())
 }

@@ -175,6 +175,21 @@ impl Engine {
         })
     }
 
+    /// The published ports of a running box, each with its host side
+    /// (none while it does not run).
+    pub fn box_ports(&self, key: &str) -> Result<Vec<a3s_box_core::spec::PortMapping>> {
+        let record = self.boxes.store().get(key)?;
+        let running = matches!(
+            record.state.status,
+            a3s_box_core::status::BoxStatus::Running | a3s_box_core::status::BoxStatus::Paused
+        );
+        Ok(running
+            .then(|| crate::network::dataplane::state::NetworkState::read(&record.dir))
+            .flatten()
+            .map(|s| s.ports)
+            .unwrap_or_default())
+    }
+
     /// Create a network.
     pub fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkView> {
         let store = self.networks();

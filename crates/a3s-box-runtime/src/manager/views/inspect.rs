@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use a3s_box_core::spec::{Mount, RootSource};
+use a3s_box_core::spec::{Mount, NetworkMode, NetworkSpec, PortMapping, RootSource};
 use a3s_box_core::status::BoxStatus;
 use serde::Serialize;
 
 use super::list::image_of;
+use crate::network::dataplane::state::NetworkState;
 use crate::state::BoxRecord;
 
 /// A box, inspected.
@@ -40,6 +41,8 @@ pub struct BoxInspect {
     pub host_config: HostConfigView,
     /// Its mounts.
     pub mounts: Vec<MountView>,
+    /// Where it is on its networks (while it runs) and its ports.
+    pub network_settings: NetworkSettingsView,
     /// The pod it belongs to (id), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -101,7 +104,13 @@ pub struct ConfigView {
     pub tty: bool,
     /// `-i`.
     pub open_stdin: bool,
+    /// `--expose` and the image's `EXPOSE` (`{"80/tcp": {}}`).
+    pub exposed_ports: BTreeMap<String, Empty>,
 }
+
+/// Docker's `{}`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Empty {}
 
 /// Docker's `HostConfig`.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +126,75 @@ pub struct HostConfigView {
     pub nano_cpus: u64,
     /// Memory in bytes.
     pub memory: u64,
+    /// `default`, `none`, or the first named network.
+    pub network_mode: String,
+    /// `-p` as asked (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`).
+    pub port_bindings: BTreeMap<String, Vec<PortBindingView>>,
+    /// `-P`.
+    pub publish_all_ports: bool,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--add-host`, as `NAME:ADDR`.
+    pub extra_hosts: Vec<String>,
+}
+
+/// One host binding of a port.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBindingView {
+    /// Host address (`""`: every address, as asked).
+    pub host_ip: String,
+    /// Host port (`""`: one the engine picks, as asked).
+    pub host_port: String,
+}
+
+/// Docker's `NetworkSettings`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettingsView {
+    /// Published ports with their host side, and exposed ones (`null`),
+    /// while the box runs.
+    pub ports: BTreeMap<String, Option<Vec<PortBindingView>>>,
+    /// The first network's gateway.
+    pub gateway: String,
+    /// The first network's address.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Its prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// The first NIC's MAC.
+    pub mac_address: String,
+    /// One entry per network, by name.
+    pub networks: BTreeMap<String, EndpointView>,
+}
+
+/// The box on one network.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointView {
+    /// `--network-alias`es.
+    pub aliases: Option<Vec<String>>,
+    /// The network's id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// Its gateway.
+    pub gateway: String,
+    /// The box's address there.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Its prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// The NIC's MAC.
+    pub mac_address: String,
+    /// The names the box has there (Docker's `DNSNames`).
+    #[serde(rename = "DNSNames")]
+    pub dns_names: Option<Vec<String>>,
 }
 
 /// Docker's `RestartPolicy`.
@@ -163,6 +241,10 @@ pub struct A3sView {
     pub shim_pid: Option<u32>,
     /// Its directory.
     pub dir: PathBuf,
+    /// `--egress-allow` (the box's own rules).
+    pub egress_allow: Vec<String>,
+    /// `host-gateway` on its first network, while it runs.
+    pub host_gateway: Option<String>,
 }
 
 impl BoxInspect {
@@ -227,6 +309,12 @@ impl BoxInspect {
                 labels: container.labels.clone(),
                 tty: p.tty,
                 open_stdin: p.stdin,
+                exposed_ports: sandbox
+                    .network
+                    .expose
+                    .iter()
+                    .map(|e| (e.to_string(), Empty {}))
+                    .collect(),
             },
             host_config: HostConfigView {
                 restart_policy: RestartPolicyView {
@@ -237,8 +325,27 @@ impl BoxInspect {
                 readonly_rootfs: container.storage.read_only,
                 nano_cpus: u64::from(sandbox.resources.vcpus) * 1_000_000_000,
                 memory: u64::from(sandbox.resources.memory_mib) << 20,
+                network_mode: network_mode(&sandbox.network),
+                port_bindings: bindings(&sandbox.network.ports, false),
+                publish_all_ports: sandbox.network.publish_all,
+                dns: sandbox
+                    .network
+                    .dns
+                    .servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                dns_search: sandbox.network.dns.search.clone(),
+                dns_options: sandbox.network.dns.options.clone(),
+                extra_hosts: sandbox
+                    .network
+                    .extra_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             },
             mounts: container.storage.mounts.iter().map(MountView::of).collect(),
+            network_settings: network_settings(r, c.id.as_str()),
             pod,
             a3s: A3sView {
                 accelerator: s
@@ -249,8 +356,91 @@ impl BoxInspect {
                 memory_mib: sandbox.resources.memory_mib,
                 shim_pid: s.shim_pid,
                 dir: r.dir.clone(),
+                egress_allow: sandbox
+                    .network
+                    .egress
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                host_gateway: running_network(r)
+                    .and_then(|n| n.networks.first()?.host_gateway)
+                    .map(|ip| ip.to_string()),
             },
         }
+    }
+}
+
+/// `HostConfig.NetworkMode`.
+fn network_mode(spec: &NetworkSpec) -> String {
+    match &spec.mode {
+        NetworkMode::None => "none".into(),
+        NetworkMode::Default => "default".into(),
+        NetworkMode::Networks(list) => list.first().map(|n| n.name.clone()).unwrap_or_default(),
+    }
+}
+
+/// Port mappings by `PORT/PROTO`; `settled` shows what the engine picked.
+fn bindings(ports: &[PortMapping], settled: bool) -> BTreeMap<String, Vec<PortBindingView>> {
+    let mut out: BTreeMap<String, Vec<PortBindingView>> = BTreeMap::new();
+    for p in ports {
+        let default_ip = if settled { "0.0.0.0" } else { "" };
+        out.entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_default()
+            .push(PortBindingView {
+                host_ip: p
+                    .host_ip
+                    .map_or_else(|| default_ip.to_string(), |ip| ip.to_string()),
+                host_port: p.host_port.map(|p| p.to_string()).unwrap_or_default(),
+            });
+    }
+    out
+}
+
+/// The network state of a running box.
+fn running_network(r: &BoxRecord) -> Option<NetworkState> {
+    matches!(r.state.status, BoxStatus::Running | BoxStatus::Paused)
+        .then(|| NetworkState::read(&r.dir))
+        .flatten()
+}
+
+fn network_settings(r: &BoxRecord, id: &str) -> NetworkSettingsView {
+    let spec = &r.config.spec.sandbox.network;
+    let Some(state) = running_network(r) else {
+        return NetworkSettingsView::default();
+    };
+    let mut ports: BTreeMap<String, Option<Vec<PortBindingView>>> =
+        spec.expose.iter().map(|e| (e.to_string(), None)).collect();
+    for (key, list) in bindings(&state.ports, true) {
+        ports.insert(key, Some(list));
+    }
+    let name = &r.config.name;
+    let networks = state
+        .networks
+        .iter()
+        .map(|n| {
+            let mut names = vec![name.clone()];
+            names.extend(n.aliases.iter().cloned());
+            names.push(id[..id.len().min(12)].to_string());
+            let view = EndpointView {
+                aliases: (!n.aliases.is_empty()).then(|| n.aliases.clone()),
+                network_id: n.network_id.clone(),
+                gateway: n.gateway.to_string(),
+                ip_address: n.ipv4.to_string(),
+                ip_prefix_len: n.prefix_len,
+                mac_address: n.mac.to_string(),
+                dns_names: (n.network != crate::network::store::DEFAULT_NETWORK).then_some(names),
+            };
+            (n.network.clone(), view)
+        })
+        .collect();
+    let first = state.networks.first();
+    NetworkSettingsView {
+        ports,
+        gateway: first.map(|n| n.gateway.to_string()).unwrap_or_default(),
+        ip_address: first.map(|n| n.ipv4.to_string()).unwrap_or_default(),
+        ip_prefix_len: first.map_or(0, |n| n.prefix_len),
+        mac_address: first.map(|n| n.mac.to_string()).unwrap_or_default(),
+        networks,
     }
 }
 

@@ -18,6 +18,7 @@
 //! 4. drop it once the VM is gone: the box is detached everywhere.
 
 pub mod client;
+pub mod mode;
 pub mod proxy;
 pub mod seqpacket;
 pub mod state;

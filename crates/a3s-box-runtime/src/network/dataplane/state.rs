@@ -66,38 +66,39 @@ impl NetworkState {
     pub fn remove(dir: &Path) {
         let _ = std::fs::remove_file(dir.join(NETWORK_STATE_FILE));
     }
+}
 
-    /// The published ports of `port`/`protocol` (all with `None`), as
-    /// `docker port` prints them: `80/tcp -> 0.0.0.0:8080`.
-    pub fn port_lines(
-        &self,
-        filter: Option<(u16, Option<a3s_box_core::spec::Protocol>)>,
-    ) -> Vec<String> {
-        let mut ports = self.ports.clone();
-        ports.sort_by_key(|p| (p.container_port, p.protocol));
-        ports
-            .iter()
-            .filter(|p| {
-                filter.is_none_or(|(port, proto)| {
-                    p.container_port == port && proto.is_none_or(|x| x == p.protocol)
-                })
+/// The published `ports` of `port`/`protocol` (all with `None`), as
+/// `docker port` prints them: `80/tcp -> 0.0.0.0:8080`, or only the host
+/// side when filtered.
+pub fn port_lines(
+    ports: &[PortMapping],
+    filter: Option<(u16, Option<a3s_box_core::spec::Protocol>)>,
+) -> Vec<String> {
+    let mut ports = ports.to_vec();
+    ports.sort_by_key(|p| (p.container_port, p.protocol));
+    ports
+        .iter()
+        .filter(|p| {
+            filter.is_none_or(|(port, proto)| {
+                p.container_port == port && proto.is_none_or(|x| x == p.protocol)
             })
-            .map(|p| {
-                let host = match p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
-                    IpAddr::V6(ip) => format!("[{ip}]"),
-                    IpAddr::V4(ip) => ip.to_string(),
-                };
-                let line = format!(
-                    "{host}:{}",
-                    p.host_port.map(|p| p.to_string()).unwrap_or_default()
-                );
-                match filter {
-                    Some(_) => line,
-                    None => format!("{}/{} -> {line}", p.container_port, p.protocol),
-                }
-            })
-            .collect()
-    }
+        })
+        .map(|p| {
+            let host = match p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            };
+            let line = format!(
+                "{host}:{}",
+                p.host_port.map(|p| p.to_string()).unwrap_or_default()
+            );
+            match filter {
+                Some(_) => line,
+                None => format!("{}/{} -> {line}", p.container_port, p.protocol),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -118,7 +119,7 @@ mod tests {
             .collect(),
         };
         assert_eq!(
-            state.port_lines(None),
+            port_lines(&state.ports, None),
             [
                 "53/udp -> 0.0.0.0:9000",
                 "80/tcp -> 127.0.0.1:8080",
@@ -126,12 +127,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            state.port_lines(Some((80, None))),
+            port_lines(&state.ports, Some((80, None))),
             ["127.0.0.1:8080", "0.0.0.0:8081"]
         );
-        assert!(state
-            .port_lines(Some((80, Some(a3s_box_core::spec::Protocol::Udp))))
-            .is_empty());
+        assert!(port_lines(
+            &state.ports,
+            Some((80, Some(a3s_box_core::spec::Protocol::Udp)))
+        )
+        .is_empty());
         let dir = tempfile::tempdir().unwrap();
         assert!(NetworkState::read(dir.path()).is_none());
         state.write(dir.path()).unwrap();
