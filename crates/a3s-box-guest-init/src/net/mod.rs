@@ -4,6 +4,7 @@
 //! ([`link`]), and the contents of each container's network files in /etc
 //! ([`files`]).
 
+pub mod arp;
 pub mod files;
 pub mod link;
 
@@ -40,7 +41,18 @@ pub fn configure(config: &NetworkConfig) -> Result<(), InitError> {
 
 fn configure_one(iface: &InterfaceConfig) -> Result<(), InitError> {
     let name = wait_for_link(iface.mac)?;
-    configure_link(&name, iface)
+    configure_link(&name, iface)?;
+    if let Some(cidr) = iface.ipv4 {
+        let target = iface
+            .gateway
+            .filter(|gw| cidr.contains(*gw))
+            .unwrap_or(cidr.address);
+        // Only a warm-up: a box whose frame is lost still resolves later.
+        if let Err(e) = arp::send(&name, iface.mac, cidr.address, target) {
+            crate::pid1::log::debug!("ARP on {name}: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Give interface `name` the MTU, address and routes of `iface`.
