@@ -266,6 +266,7 @@ impl Boxes {
             }],
             policy: EgressPolicy::new(&egress.rules, &egress.hosts),
             resolvers: vec![IpAddr::V4(self.network.gateway)],
+            host_gateway: self.host_gateway.map(IpAddr::V4),
             exempt_mark: None,
             log_tag: short(&req.box_id).to_string(),
         };

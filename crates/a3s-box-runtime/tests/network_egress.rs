@@ -43,6 +43,7 @@ fn plan(table: &str, rules: &[EgressRule]) -> EgressPlan {
         attach: vec![Attach::Output],
         policy: EgressPolicy::new(rules, &[]),
         resolvers: vec![SERVER_LINK.parse().unwrap()],
+        host_gateway: None,
         exempt_mark: None,
         log_tag: table.into(),
     }

@@ -76,6 +76,10 @@ pub struct EgressPlan {
     /// Our DNS server's addresses as the hook sees them: the only place
     /// port 53 may go.
     pub resolvers: Vec<IpAddr>,
+    /// The host gateway, when it is a link-local address: it is egress
+    /// like any other (names resolving to it and rules naming it allow
+    /// it), not a part of the refused link-local block.
+    pub host_gateway: Option<IpAddr>,
     /// Packets with this mark pass untouched (set on the DNS server's
     /// upstream sockets when it runs in the same namespace).
     pub exempt_mark: Option<u32>,

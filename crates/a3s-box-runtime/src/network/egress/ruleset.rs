@@ -8,7 +8,9 @@
 //! 3. DNS (TCP and UDP port 53) passes to our resolvers only; any other
 //!    port 53 and port 853 (DNS over TLS or QUIC) is refused;
 //! 4. link-local blocks a rule names pass, then every other link-local
-//!    address (169.254.169.254, the cloud metadata service) is refused;
+//!    address (169.254.169.254, the cloud metadata service) is refused,
+//!    except the host gateway when it is link-local (it is then allowed
+//!    like any address: by the rules and the DNS answers below);
 //! 5. the static blocks (`allow4`, `allow4_ports`, …) and the addresses
 //!    the DNS server allowed (`dns4`, `dns4_ports`, …, with timeouts) pass;
 //! 6. everything else goes to `deny`: recorded in the `denied4`/`denied6`
@@ -231,7 +233,11 @@ impl EgressPlan {
             let (f, d) = (family.suffix(), family.daddr());
             rules.push(format!("{d} @named{f} accept"));
             rules.push(format!("{L4} {d} . th dport @named{f}_ports accept"));
-            rules.push(format!("{d} {link_local} jump deny"));
+            let except = match self.host_gateway {
+                Some(gw) if Family::of(gw) == family => format!("{d} != {gw} "),
+                _ => String::new(),
+            };
+            rules.push(format!("{except}{d} {link_local} jump deny"));
         }
         for family in [Family::V4, Family::V6] {
             let (f, d) = (family.suffix(), family.daddr());

@@ -8,6 +8,7 @@ fn plan(rules: &[&str]) -> EgressPlan {
         attach: vec![Attach::Output],
         policy: EgressPolicy::new(&rules, &[]),
         resolvers: vec!["10.89.0.1".parse().unwrap()],
+        host_gateway: None,
         exempt_mark: None,
         log_tag: "0123456789ab".into(),
     }
@@ -168,4 +169,16 @@ fn denied_sets_parse_from_nft_json() {
             },
         ]
     );
+}
+
+#[test]
+fn a_link_local_host_gateway_is_not_refused_as_link_local() {
+    let mut p = plan(&["api.example.com"]);
+    p.host_gateway = Some("169.254.1.1".parse().unwrap());
+    let text = p.ruleset().unwrap();
+    assert!(
+        text.contains("ip daddr != 169.254.1.1 ip daddr 169.254.0.0/16 jump deny"),
+        "{text}"
+    );
+    assert!(text.contains("ip6 daddr fe80::/10 jump deny"), "{text}");
 }
