@@ -45,6 +45,7 @@ pub(crate) async fn resolve(
         resolve_mounts(container)?;
     }
     spec.validate()?;
+    crate::network::dataplane::check_spec(config, &spec.sandbox.network)?;
     Ok(spec)
 }
 
