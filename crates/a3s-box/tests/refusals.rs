@@ -287,6 +287,81 @@ const NETWORK: &[Row] = &[
     row("network rm nope", "no such network"),
     // Docker: "bridge is a pre-defined network and cannot be removed".
     row("network rm default", "cannot be removed"),
+    // Stricter: Docker shares the host's stack; a box is a VM with its own.
+    row(
+        "run --network host --rootfs / -- true",
+        "cannot share the host's network stack",
+    ),
+    row("create --net container:x --rootfs / -- true", "one pod"),
+    // Docker: "network nope not found" (at create, nothing made).
+    row(
+        "create --network nope --rootfs / -- true",
+        "no such network",
+    ),
+    row(
+        "run --rm --network nope --rootfs / -- true",
+        "no such network",
+    ),
+    // Stricter: Docker ignores the ports of a box without a NIC.
+    row(
+        "create -p 80 --network none --rootfs / -- true",
+        "--network none",
+    ),
+    row("create -P --net none --rootfs / -- true", "--network none"),
+    // Docker: "invalid containerPort: 99999".
+    row("create -p 99999:80 --rootfs / -- true", "out of range"),
+    // Stricter: Docker has sctp; a box has TCP and UDP.
+    row(
+        "create -p 80/sctp --rootfs / -- true",
+        "SCTP is not supported",
+    ),
+    row(
+        "create -p 8080:80 -p 8080:81 --rootfs / -- true",
+        "same host port",
+    ),
+    row("create --expose 0 --rootfs / -- true", "out of range"),
+    // Docker: "user specified IP address is supported on user defined
+    // networks only".
+    row(
+        "create --ip 10.88.0.9 --rootfs / -- true",
+        "user-defined networks only",
+    ),
+    row(
+        "create --network-alias web --rootfs / -- true",
+        "user-defined networks only",
+    ),
+    row(
+        "create --network none --network default --rootfs / -- true",
+        "stand alone",
+    ),
+    // Docker: "10.0.0.1 is not an ip address".
+    row("create --dns bogus --rootfs / -- true", "not an IP address"),
+    row(
+        "create --dns-search . --rootfs / -- true",
+        "no search domains",
+    ),
+    // Docker: "invalid argument "nocolon" for "--add-host" flag".
+    row("create --add-host nocolon --rootfs / -- true", "NAME:IP"),
+    // Docker: "01:00:00:00:00:01 is not a unicast address".
+    row(
+        "create --mac-address 01:00:00:00:00:01 --rootfs / -- true",
+        "unicast",
+    ),
+    // Stricter than Docker, which has no allow-list.
+    row(
+        "create --egress-allow '*' --rootfs / -- true",
+        "name what it may reach",
+    ),
+    row(
+        "create --egress-allow a.b:0 --rootfs / -- true",
+        "--egress-allow",
+    ),
+    // Stricter: --add-host NAME:host-gateway with --network none has no
+    // host to point at.
+    row(
+        "create --network none --add-host h:host-gateway --rootfs / -- true",
+        "no NIC",
+    ),
 ];
 
 /// Run `cmd` with nothing on stdin, killing it after `limit`.
@@ -432,6 +507,13 @@ const ACCEPTED: &[&str] = &[
     // words are the command's.
     "create --entrypoint sh --rootfs / -- -c true",
     "create --rootfs / -- sh -c 'echo --gpus'",
+    // Networking as Docker spells it (nothing is bound or attached until
+    // the box starts).
+    "create -p 8080:80 -p 127.0.0.1::81/udp -p 9000-9001:90-91 -P --expose 7000-7001/udp --rootfs / -- true",
+    "create --net bridge --dns 127.0.0.1 --dns-search a.test --dns-opt ndots:2 --rootfs / -- true",
+    "create --network default --add-host h:host-gateway --add-host db=10.1.2.3 --mac-address 02:42:ac:11:00:09 --rootfs / -- true",
+    "create --egress-allow api.example.com:443 --egress-allow 10.0.0.0/8 --rootfs / -- true",
+    "create --network none --rootfs / -- true",
 ];
 
 #[test]

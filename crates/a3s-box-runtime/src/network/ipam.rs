@@ -174,7 +174,9 @@ impl Ipam {
         })
     }
 
-    fn check_requested(&self, ip: Ipv4Addr) -> Result<()> {
+    /// Refuse an `--ip` outside the subnet's host addresses or on the
+    /// gateway (Invalid).
+    pub fn check_requested(&self, ip: Ipv4Addr) -> Result<()> {
         let name = &self.network.name;
         if !self.block.is_host(ip) {
             return Err(BoxError::Invalid(format!(

@@ -355,6 +355,34 @@ impl PreparedNetwork {
     }
 }
 
+/// What `create` and `run` check before anything is made: every network
+/// named exists, an `--ip` is a host address of its network, and the
+/// first network can give what `-p` and `host-gateway` need.
+pub fn check_spec(engine: &EngineConfig, spec: &NetworkSpec) -> Result<()> {
+    if spec.mode == NetworkMode::None {
+        if let Some(h) = spec
+            .extra_hosts
+            .iter()
+            .find(|h| h.addr == HostAddr::HostGateway)
+        {
+            return Err(BoxError::Invalid(format!(
+                "--add-host {h}: a box on --network none has no NIC, so there is no host gateway"
+            )));
+        }
+        return Ok(());
+    }
+    let store = NetworkStore::new(&engine.home_dir());
+    let networks = resolve_networks(&store, spec)?;
+    for (net, attachment) in &networks {
+        if let Some(ip) = attachment.as_ref().and_then(|a| a.ipv4) {
+            super::ipam::Ipam::new(&store, net)?.check_requested(ip)?;
+        }
+    }
+    let first = &networks[0].0;
+    let host_gateway = (!first.internal && engine.network.host_gateway).then_some(HOST_GATEWAY);
+    check(spec, first, host_gateway)
+}
+
 /// The networks of `spec`, in order, with their attachments (`None` for
 /// the default network).
 fn resolve_networks(
