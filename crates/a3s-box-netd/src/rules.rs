@@ -42,6 +42,7 @@ pub fn base(internal: bool) -> String {
          }}\n\
          table inet a3s_base {{}}\ndelete table inet a3s_base\n\
          table inet a3s_base {{\n\
+         \tset others4 {{ type ipv4_addr; flags interval; }}\n\
          \tchain input {{\n\
          \t\ttype filter hook input priority filter; policy accept;\n\
          \t\tiifname != \"{BRIDGE}\" accept\n\
@@ -53,7 +54,8 @@ pub fn base(internal: bool) -> String {
          \t}}\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter - 10; policy accept;\n\
-         \t\tiifname \"{BRIDGE}\" oifname \"{BRIDGE}\" accept\n"
+         \t\tiifname \"{BRIDGE}\" oifname \"{BRIDGE}\" accept\n\
+         \t\tiifname \"{BRIDGE}\" ip daddr @others4 reject with icmpx type admin-prohibited\n"
     );
     if internal {
         let _ = writeln!(out, "\t\tiifname \"{BRIDGE}\" drop");
@@ -69,6 +71,20 @@ pub fn base(internal: bool) -> String {
              \t\toifname \"{UPLINK}\" masquerade\n\
              \t}}\n\
              }}\n"
+        );
+    }
+    out
+}
+
+/// The other networks' subnets are out of reach (as Docker isolates its
+/// networks): the script that sets them.
+pub fn others(subnets: &[String]) -> String {
+    let mut out = String::from("flush set inet a3s_base others4\n");
+    if !subnets.is_empty() {
+        let _ = writeln!(
+            out,
+            "add element inet a3s_base others4 {{ {} }}",
+            subnets.join(", ")
         );
     }
     out
@@ -142,9 +158,10 @@ mod tests {
         }
         let mac: MacAddr = "02:42:0a:58:00:02".parse().unwrap();
         let script = format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             base(false),
             base(true),
+            others(&["10.89.1.0/24".into(), "10.88.0.0/16".into()]),
             guard_add("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2)),
             guard_remove("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2)),
         );

@@ -31,6 +31,33 @@ const WATCH: Duration = Duration::from_millis(250);
 /// How often the egress tables' denied sets are read.
 const DENIED_POLL: Duration = Duration::from_secs(2);
 
+/// How often the other networks' subnets are read again.
+const OTHERS_POLL: Duration = Duration::from_secs(1);
+
+/// The subnets of every other network of the home, sorted.
+fn other_subnets(options: &Options, own: &NetworkRecord) -> Vec<String> {
+    let Some(all) = options.dir.parent() else {
+        return Vec::new();
+    };
+    let mut subnets: Vec<String> = std::fs::read_dir(all)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join(NETWORK_FILE)).ok())
+        .filter_map(|b| serde_json::from_slice::<NetworkRecord>(&b).ok())
+        .filter(|n| n.id != own.id && n.subnet.addr.is_ipv4())
+        .map(|n| n.subnet.to_string())
+        .collect();
+    subnets.sort();
+    subnets
+}
+
+/// Refuse routing from the bridge to `subnets`.
+fn isolate(subnets: &[String]) -> a3s_box_core::Result<()> {
+    a3s_box_runtime::network::egress::Nft::new(a3s_box_runtime::network::egress::Netns::Current)
+        .apply(&crate::rules::others(subnets))
+}
+
 /// Where the helper says it is ready.
 pub trait ReadySink {
     /// Say `line` (once).
@@ -126,6 +153,8 @@ pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String
     let _ = std::fs::remove_file(&socket);
     let listener = SeqPacketListener::bind(&socket)
         .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+    let mut others = other_subnets(&options, &record);
+    isolate(&others).map_err(|e| format!("isolate from the other networks: {e}"))?;
     let activity = Arc::new(Activity::default());
     ready.ready("ok");
     tracing::info!(network = %record.name, socket = %socket.display(), "serving");
@@ -149,7 +178,7 @@ pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String
     };
     let reason = tokio::select! {
         () = accept => "the listener ended".to_string(),
-        reason = watch(&options, &record, &boxes, &activity, pasta) => reason,
+        reason = watch(&options, &record, &boxes, &activity, pasta, &mut others) => reason,
     };
     // New supervisors must start a new helper from here on.
     let _ = std::fs::remove_file(&socket);
@@ -164,9 +193,11 @@ async fn watch(
     boxes: &Arc<Boxes>,
     activity: &Activity,
     pasta: Option<u32>,
+    others: &mut Vec<String>,
 ) -> String {
     let pasta = pasta.and_then(|pid| Pidfd::open(pid).ok());
     let mut denied_at = Instant::now();
+    let mut others_at = Instant::now();
     loop {
         tokio::time::sleep(WATCH).await;
         match std::fs::read(options.dir.join(NETWORK_FILE)) {
@@ -187,6 +218,22 @@ async fn watch(
             .is_some_and(|idle| idle >= options.grace)
         {
             return format!("no box for {:?}", options.grace);
+        }
+        if others_at.elapsed() >= OTHERS_POLL {
+            others_at = Instant::now();
+            let now = other_subnets(options, record);
+            if now != *others {
+                match tokio::task::spawn_blocking({
+                    let now = now.clone();
+                    move || isolate(&now)
+                })
+                .await
+                {
+                    Ok(Ok(())) => *others = now,
+                    Ok(Err(e)) => tracing::warn!("isolate from the other networks: {e}"),
+                    Err(e) => tracing::warn!("isolate from the other networks: {e}"),
+                }
+            }
         }
         if denied_at.elapsed() >= DENIED_POLL {
             denied_at = Instant::now();
