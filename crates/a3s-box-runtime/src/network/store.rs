@@ -115,9 +115,11 @@ impl NetworkRecord {
     }
 
     /// The address `host-gateway` stands for on this network: the
-    /// gateway, at which the data plane makes the host reachable.
-    pub fn host_gateway(&self) -> Ipv4Addr {
-        self.gateway
+    /// uplink's gateway, which pasta maps to the host's loopback
+    /// (`dataplane::wire::HOST_GATEWAY`); none on an `--internal` network.
+    /// (The engine may turn it off everywhere: `NetworkSettings::host_gateway`.)
+    pub fn host_gateway(&self) -> Option<Ipv4Addr> {
+        (!self.internal).then_some(super::dataplane::wire::HOST_GATEWAY)
     }
 }
 

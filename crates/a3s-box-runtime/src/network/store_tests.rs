@@ -165,7 +165,7 @@ fn the_default_network_is_built_in() {
     let default = store.get("default").unwrap();
     assert!(default.is_default());
     assert_eq!(default.subnet.to_string(), "10.88.0.0/16");
-    assert_eq!(default.host_gateway(), Ipv4Addr::new(10, 88, 0, 1));
+    assert_eq!(default.host_gateway(), Some(Ipv4Addr::new(169, 254, 1, 1)));
     assert_eq!(store.get("bridge").unwrap(), default, "stable once written");
     assert_eq!(store.get(&default.id[..10]).unwrap(), default);
     let e = store.remove("default", |_| vec![]).unwrap_err();

@@ -119,7 +119,7 @@ impl PreparedNetwork {
         let store = NetworkStore::new(&engine.home_dir());
         let networks = resolve_networks(&store, spec)?;
         let first = &networks[0].0;
-        let host_gateway = (!first.internal && engine.network.host_gateway).then_some(HOST_GATEWAY);
+        let host_gateway = first.host_gateway().filter(|_| engine.network.host_gateway);
         check(spec, first, host_gateway)?;
         // Host ports first: a port in use fails before anything is made.
         prepared.ports = ports::bind_ports(&ports::published(spec))?;
@@ -379,7 +379,7 @@ pub fn check_spec(engine: &EngineConfig, spec: &NetworkSpec) -> Result<()> {
         }
     }
     let first = &networks[0].0;
-    let host_gateway = (!first.internal && engine.network.host_gateway).then_some(HOST_GATEWAY);
+    let host_gateway = first.host_gateway().filter(|_| engine.network.host_gateway);
     check(spec, first, host_gateway)
 }
 
