@@ -13,7 +13,7 @@ mod files;
 mod hold;
 mod legacy;
 pub mod log;
-mod names;
+pub(crate) mod names;
 
 use std::collections::BTreeMap;
 use std::fs::File;
