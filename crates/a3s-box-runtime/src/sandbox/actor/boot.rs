@@ -133,17 +133,16 @@ impl Actor {
         match result {
             Ok(running) => {
                 let vm_pid = running.handler.pid();
-                self.vm = Vm::Up {
-                    gen,
-                    running,
-                    killed: false,
-                };
+                self.vm = Vm::Up { gen, running };
+                let early = std::mem::take(&mut self.early);
+                self.send_frames(early).await;
                 if self.is_pod() {
                     self.pod_booted(vm_pid).await;
                 }
             }
             Err(e) => {
                 self.vm = Vm::Down;
+                self.early.clear();
                 self.on_vm_down_error(e).await;
             }
         }

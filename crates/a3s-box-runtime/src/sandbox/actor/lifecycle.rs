@@ -275,6 +275,7 @@ impl Actor {
             Vm::Up { gen, running, .. } => (gen, running),
             Vm::Booting { gen, task } => {
                 task.abort();
+                self.early.clear();
                 self.vm = Vm::Retiring { gen };
                 let _ = self.tx.send(Msg::VmDown { gen, error });
                 return;
@@ -677,11 +678,7 @@ impl Actor {
             .await;
             return;
         }
-        if let Vm::Up {
-            running, killed, ..
-        } = &mut self.vm
-        {
-            *killed = true;
+        if let Vm::Up { running, .. } = &mut self.vm {
             let _ = running.handler.stop(libc::SIGKILL, 0);
         }
         self.retire_vm(Duration::ZERO, None);
@@ -754,11 +751,16 @@ impl Actor {
     /// Remove the box `id` (its `--rm`): out of the sandbox, out of the store.
     pub(super) async fn remove_box(&mut self, id: &str) {
         if self.is_pod() {
-            let in_guest = self.containers.get(id).is_some_and(|c| c.in_guest);
-            if in_guest && matches!(self.vm, Vm::Up { .. }) {
-                if let Some(c) = self.containers.get_mut(id) {
-                    c.removing_box = true;
-                }
+            let Some(c) = self.containers.get_mut(id) else {
+                return;
+            };
+            if !c.remove_waiters.is_empty() {
+                // Already leaving the VM (`rm -f`): the box goes with it.
+                c.removing_box = true;
+                return;
+            }
+            if c.in_guest && matches!(self.vm, Vm::Up { .. }) {
+                c.removing_box = true;
                 self.send_frame(&Frame::Control(Message::Host(
                     HostMessage::RemoveContainer {
                         container: id.to_string(),
@@ -800,6 +802,9 @@ impl Actor {
             return;
         };
         let code = c.exit_code.unwrap_or(0);
+        for w in c.remove_waiters.drain(..) {
+            let _ = w.send(Outcome::Reply(Reply::Ok));
+        }
         self.emit(SandboxEvent::Removed {
             container: id.to_string(),
         });

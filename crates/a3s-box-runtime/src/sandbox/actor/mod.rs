@@ -207,12 +207,7 @@ pub(crate) enum Vm {
         task: tokio::task::JoinHandle<()>,
     },
     /// Up.
-    Up {
-        gen: u64,
-        running: Box<Running>,
-        /// We killed it.
-        killed: bool,
-    },
+    Up { gen: u64, running: Box<Running> },
     /// Shut down, waiting for its process to end.
     Retiring { gen: u64 },
 }
@@ -357,6 +352,8 @@ pub struct Actor {
     stopping: Vec<oneshot::Sender<Outcome>>,
     /// Why the sandbox's VM last failed.
     last_error: Option<BoxError>,
+    /// Frames for the guest of a VM still booting.
+    early: Vec<Frame>,
 }
 
 impl std::fmt::Debug for Actor {
@@ -420,6 +417,7 @@ impl Actor {
             ending: false,
             stopping: Vec::new(),
             last_error: None,
+            early: Vec::new(),
         };
         (actor, handle)
     }
@@ -555,12 +553,18 @@ impl Actor {
         }
     }
 
-    /// Send a frame to the guest; a broken channel is noticed by the reader.
+    /// Send a frame to the guest; a broken channel is noticed by the
+    /// reader. While the VM boots, frames wait (an attached client's stdin
+    /// for a main process that starts with the VM).
     async fn send_frame(&mut self, frame: &Frame) {
-        if let Vm::Up { running, .. } = &mut self.vm {
-            if let Err(e) = running.writer.send(frame).await {
-                tracing::debug!("send to the guest: {e}");
+        match &mut self.vm {
+            Vm::Up { running, .. } => {
+                if let Err(e) = running.writer.send(frame).await {
+                    tracing::debug!("send to the guest: {e}");
+                }
             }
+            Vm::Booting { .. } => self.early.push(frame.clone()),
+            Vm::Down | Vm::Retiring { .. } => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 //! of the `a3s-box` crate.
 #![allow(clippy::unwrap_used)]
 
+mod actor;
 mod lifecycle;
 mod pods;
 mod sessions;
