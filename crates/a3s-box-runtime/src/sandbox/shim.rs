@@ -82,7 +82,7 @@ pub async fn run_with(
                 sandbox: record.config.sandbox.clone(),
                 root_dir,
             };
-            (record.config.id, Kind::Pod(setup))
+            (record.config.id, Kind::Pod(Box::new(setup)))
         }
         false => {
             let record = records.store.load_dir(dir)?;

@@ -16,12 +16,14 @@
 //! - `boot`: starting a VM and speaking to its guest until `Hello`;
 //! - `guest`: frames from the guest;
 //! - `requests`: what clients ask;
-//! - `lifecycle`: exits, restart policy, stop, `--rm`, the end.
+//! - `lifecycle`: starts, exits, restart policy, `--rm`, the end;
+//! - `stop`: stop signal, SIGKILL, the VM.
 
 mod boot;
 mod guest;
 mod lifecycle;
 mod requests;
+mod stop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -82,7 +84,7 @@ pub enum Kind {
     /// A box: one container; its VM lives as long as its main process.
     Standalone(Box<ContainerSetup>),
     /// A pod: its VM lives until the pod stops; containers join and leave.
-    Pod(PodSetup),
+    Pod(Box<PodSetup>),
 }
 
 /// A pod's sandbox.
@@ -382,7 +384,7 @@ impl Actor {
                 containers.insert(c.id.clone(), Container::new(*c, restarts));
                 None
             }
-            Kind::Pod(p) => Some(p),
+            Kind::Pod(p) => Some(*p),
         };
         let handle = Handle {
             tx: tx.clone(),
