@@ -208,6 +208,13 @@ impl VmHandler for FakeHandler {
     }
 }
 
+/// As QEMU's handler: a VM whose handler is dropped is killed.
+impl Drop for FakeHandler {
+    fn drop(&mut self) {
+        let _ = VmHandler::stop(self, libc::SIGKILL, 0);
+    }
+}
+
 struct FakeControl {
     vm: Arc<FakeVm>,
     events: UnboundedSender<VmEvent>,

@@ -78,6 +78,7 @@ impl Actor {
                 let booting = matches!(self.vm, Vm::Booting { .. });
                 if timeout.is_zero() && booting {
                     // Nothing runs yet: the boot is abandoned.
+                    self.stopped_while_starting(id);
                     return self.retire_vm(Duration::ZERO, None);
                 }
                 self.resume_if_paused().await;
@@ -118,6 +119,7 @@ impl Actor {
             return;
         }
         if matches!(self.vm, Vm::Booting { .. }) && !self.is_pod() {
+            self.stopped_while_starting(id);
             return self.retire_vm(Duration::ZERO, None);
         }
         // SIGKILL the workload first: the guest then syncs the writable
@@ -186,6 +188,13 @@ impl Actor {
     pub(super) async fn resume_if_paused(&mut self) {
         if self.paused {
             let _ = self.unpause().await;
+        }
+    }
+
+    /// Why a start that a stop cut short failed.
+    fn stopped_while_starting(&mut self, id: &str) {
+        if let Some(c) = self.containers.get_mut(id) {
+            c.last_stderr = "it was stopped before it started".into();
         }
     }
 }

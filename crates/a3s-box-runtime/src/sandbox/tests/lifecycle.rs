@@ -331,3 +331,32 @@ async fn a_deleted_box_directory_ends_its_vm() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_stop_during_the_boot_abandons_it() {
+    let t = env();
+    t.vmm.set(FakeBehaviour {
+        boot_delay: Duration::from_millis(300),
+        ..FakeBehaviour::default()
+    });
+    let id = t.create(&["hang"], |_| {}).await.config.id;
+    let engine = t.engine.clone();
+    let key = id.clone();
+    let start = tokio::spawn(async move { engine.start(&key).await });
+    let r = t.until(&id, |r| r.state.shim_pid.is_some()).await;
+    assert_eq!(r.state.status, BoxStatus::Created, "still booting");
+    t.engine.stop(&id, Duration::ZERO).await.unwrap();
+    let failed = start.await.unwrap().unwrap().unwrap_err();
+    assert_eq!(failed.code, 137);
+    assert!(
+        failed.reason.contains("stopped before it started"),
+        "{}",
+        failed.reason
+    );
+    let r = t.engine.get(&id).unwrap();
+    assert_eq!(
+        (r.state.status, r.state.exit_code),
+        (BoxStatus::Exited, Some(137))
+    );
+    assert!(!t.vmm.last().unwrap().running());
+}
