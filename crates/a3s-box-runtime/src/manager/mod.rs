@@ -23,7 +23,7 @@ mod vm;
 
 pub use boxes::{BoxManager, StartError};
 pub use engine::{
-    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreateRequest,
+    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreate,
     NetworkView, RemoveOptions, Session, SystemPruneReport, VolumeView, WaitCondition,
 };
 pub use helpers::GuestStats;

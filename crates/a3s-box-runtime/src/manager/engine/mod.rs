@@ -54,7 +54,8 @@ mod network;
 mod session;
 mod storage;
 
-pub use network::{NetworkCreateRequest, NetworkView};
+pub use crate::network::store::NetworkCreate;
+pub use network::NetworkView;
 pub use session::{ExecRequest, MainProcess, Session};
 pub use storage::VolumeView;
 
