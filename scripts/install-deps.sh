@@ -14,13 +14,16 @@ packages=(
     linux-source-6.12    # guest kernel source
     flex bison bc libelf-dev libssl-dev lz4 xz-utils cpio file make gcc patch  # kernel and initramfs build
     docker-registry umoci skopeo apache2-utils zstd python3 openssl procps tmux  # tests: registries, fixtures, token server, pgrep, terminals
-    nftables iproute2    # the egress firewall (nft), network namespaces and veths (ip)
+    nftables iproute2 passt  # networking: the egress firewall (nft), namespaces (ip), the uplink (pasta)
     dnsmasq-base         # tests: an upstream DNS server on loopback (the binary only, no system service)
+    mmdebstrap           # tests: the Debian 12 fixture image (scripts/build-debian-image.sh)
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(
         hyperfine linux-image-cloud-amd64  # boot.sh: timing, the stock kernel
         podman runc                        # exec.sh: the container baseline (local image, no registry)
+        passt iproute2 nftables iperf3     # net-raw.sh, net-policy.sh: data planes, uplinks, policy, load
+        slirp4netns netavark iptables      # net-raw.sh: podman's network baselines (bridge, slirp4netns)
     )
 fi
 

@@ -54,11 +54,6 @@ pub enum BoxError {
     #[error("{0}")]
     Invalid(String),
 
-    /// Legacy catch-all for invalid input; being replaced by the kinds
-    /// below and [`BoxError::Invalid`].
-    #[error("invalid configuration: {0}")]
-    Config(String),
-
     /// No such object: `what` is "box", "pod", "image", "volume", "network".
     #[error("no such {what}: {name}")]
     NotFound {
@@ -135,7 +130,7 @@ impl BoxError {
     /// What sort of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            BoxError::Invalid(_) | BoxError::Config(_) => ErrorKind::Invalid,
+            BoxError::Invalid(_) => ErrorKind::Invalid,
             BoxError::NotFound { .. } => ErrorKind::NotFound,
             BoxError::Conflict(_) => ErrorKind::Conflict,
             BoxError::NotRunning(_) => ErrorKind::NotRunning,

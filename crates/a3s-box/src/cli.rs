@@ -70,6 +70,9 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(crate::cli_storage::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::cli_network::NetworkCommand),
     /// Show a box's changes to its image (A added, C changed, D deleted).
     Diff(crate::cli_storage::DiffArgs),
     /// Write a box's filesystem as a tar.

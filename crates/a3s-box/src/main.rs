@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_image;
+mod cli_network;
 mod cli_pod;
 mod cli_storage;
 mod commands;
@@ -10,6 +11,7 @@ mod fuzz_tests;
 
 use std::process::ExitCode;
 
+use a3s_box_core::ErrorKind;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -44,10 +46,7 @@ fn main() -> ExitCode {
         .init();
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            report(&e);
-            ExitCode::from(EXIT_BOX_ERROR)
-        }
+        Err(e) => ExitCode::from(report(&e)),
     }
 }
 
@@ -78,6 +77,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Stats(args) => block_on(monitor::stats(args))?,
         Command::Logs(args) => block_on(logs::logs(args))?,
         Command::Volume(command) => volume::dispatch(command),
+        Command::Network(command) => commands::network::dispatch(command),
         Command::Diff(args) => block_on(layers::diff(args))?,
         Command::Export(args) => block_on(layers::export(args))?,
         Command::Commit(args) => block_on(commit::commit(args))?,
@@ -116,10 +116,32 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
     Ok(out)
 }
 
-/// One line with the cause chain; the VM console tail after it when we have one.
-fn report(err: &anyhow::Error) {
+/// What the user is told beyond the message, and the exit code, by the
+/// kind of the error (never by its text). Every failure of a3s-box itself
+/// exits 125, as Docker's do; the workload's own codes never come here.
+fn advice(kind: Option<ErrorKind>) -> (Option<&'static str>, u8) {
+    let hint = match kind {
+        Some(ErrorKind::Internal) => Some(
+            "this looks like a bug or a host problem: rerun with --log-level debug for details",
+        ),
+        _ => None,
+    };
+    (hint, EXIT_BOX_ERROR)
+}
+
+/// One line with the cause chain; the VM console tail after it when we have
+/// one; the exit code.
+fn report(err: &anyhow::Error) -> u8 {
     let line = one_line(err);
     eprintln!("a3s-box: {line}");
+    let kind = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<a3s_box_core::BoxError>())
+        .map(a3s_box_core::BoxError::kind);
+    let (hint, code) = advice(kind);
+    if let Some(hint) = hint {
+        eprintln!("a3s-box: {hint}");
+    }
     for cause in err.chain() {
         if let Some(a3s_box_core::BoxError::Vmm {
             console_tail: Some(tail),
@@ -132,6 +154,7 @@ fn report(err: &anyhow::Error) {
             }
         }
     }
+    code
 }
 
 /// The lines of a console `tail` that say more than `line` (guest-init's

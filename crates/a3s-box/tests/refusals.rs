@@ -261,7 +261,33 @@ const VOLUME: &[Row] = &[
 /// `run --network` of an unknown network, `-p` with `--network none`
 /// (stricter: the spec refuses it, Docker ignores the ports), `-p` of a
 /// bad port or protocol (`sctp`, stricter), `--ip` outside the subnet).
-const NETWORK: &[Row] = &[];
+const NETWORK: &[Row] = &[
+    // Docker: 'invalid name "bad name" ...'.
+    row("network create 'bad name'", "invalid name"),
+    // Docker: "invalid CIDR address: 10.0.0.0/33".
+    row("network create --subnet 10.0.0.0/33 x", "invalid --subnet"),
+    row("network create --gateway 1.2.3 x", "invalid --gateway"),
+    // Docker: "no matching subnet for gateway 10.2.0.1".
+    row(
+        "network create --subnet 10.1.0.0/24 --gateway 10.2.0.1 x",
+        "not a host address of subnet",
+    ),
+    // Docker: "operation is not permitted on predefined bridge network".
+    row("network create bridge", "pre-defined network mode"),
+    row("network create host", "pre-defined network mode"),
+    // Docker: 'plugin "macvlan" not found' (we have one driver).
+    row("network create -d macvlan x", "only driver is bridge"),
+    // Stricter than Docker, which has no allow-list.
+    row(
+        "network create --egress-allow bad:rule:x x",
+        "invalid --egress-allow",
+    ),
+    // Docker: "network nope not found".
+    row("network inspect nope", "no such network"),
+    row("network rm nope", "no such network"),
+    // Docker: "bridge is a pre-defined network and cannot be removed".
+    row("network rm default", "cannot be removed"),
+];
 
 /// Run `cmd` with nothing on stdin, killing it after `limit`.
 fn bounded(mut cmd: Command, limit: Duration) -> Output {
@@ -327,8 +353,17 @@ fn assert_nothing_created(home: &TestHome, after: &str) {
         assert_eq!(o.status.code(), Some(0), "{argv:?}: {}", stderr(&o));
         assert_eq!(stdout(&o), "", "{argv:?} after `{after}`");
     }
-    let files = files_in(home.home.path());
+    // The built-in network is written on first use: it always exists.
+    let builtin = home.home.path().join("networks/default/network.json");
+    let files: Vec<String> = files_in(home.home.path())
+        .into_iter()
+        .filter(|f| std::path::Path::new(f) != builtin)
+        .collect();
     assert!(files.is_empty(), "`{after}` left {files:?}");
+    let mut cmd = home.cmd();
+    cmd.args(["network", "ls", "-q"]);
+    let o = bounded(cmd, limit);
+    assert_eq!(stdout(&o), "default\n", "networks after `{after}`");
 }
 
 #[test]

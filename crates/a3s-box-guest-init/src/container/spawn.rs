@@ -109,7 +109,7 @@ pub struct Launched {
 
 fn user_error(e: BoxError) -> SpawnFailure {
     match e {
-        BoxError::Config(message) => SpawnFailure::setup(message),
+        BoxError::Invalid(message) => SpawnFailure::setup(message),
         other => SpawnFailure::setup(other.to_string()),
     }
 }

@@ -310,7 +310,6 @@ impl From<&BoxError> for RpcError {
     fn from(e: &BoxError) -> Self {
         let (message, cause, console_tail) = match e {
             BoxError::Invalid(m)
-            | BoxError::Config(m)
             | BoxError::Conflict(m)
             | BoxError::NotRunning(m)
             | BoxError::Unavailable(m)

@@ -10,6 +10,7 @@ pub mod layers;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod network;
 pub mod pod;
 pub mod ps;
 pub mod run;

@@ -1,5 +1,5 @@
 //! A loopback docker-registry (optionally behind htpasswd) and the fixture images of
-//! scripts/build-test-images.sh, for tests that pull. Same helper as the runtime's
+//! scripts/build-test-images.sh and scripts/build-debian-image.sh, for tests that pull. Same helper as the runtime's
 //! tests/image_registry.rs, which includes this file with `#[path]`.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -94,39 +94,64 @@ pub fn start_registry(htpasswd: bool) -> Registry {
 /// never see a half-built layout).
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| built_by("build-test-images.sh", "image-fixtures"))
+}
+
+/// The Debian 12 image of scripts/build-debian-image.sh (python3, curl, iproute2, …;
+/// tag `debian` in `oci/`). The script builds it once per machine (cached under
+/// /var/cache/a3s-box/images); here it is copied once per target dir like the fixtures.
+pub fn debian() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        use std::hash::{Hash, Hasher};
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-images.sh");
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::fs::read(&script).unwrap().hash(&mut hasher);
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let dir = base.join(format!("image-fixtures-{:016x}", hasher.finish()));
-        if dir.join("oci/index.json").exists() {
-            return dir;
-        }
-        let tmp = base.join(format!("image-fixtures-{}.tmp", std::process::id()));
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(&tmp)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "build-test-images.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Another test binary got there first.
-            std::fs::remove_dir_all(&tmp).unwrap();
-        }
-        dir
+        require("mmdebstrap", "mmdebstrap");
+        built_by("build-debian-image.sh", "debian-image")
     })
 }
 
+/// Run scripts/SCRIPT into CARGO_TARGET_TMPDIR/PREFIX-<hash of the script> unless there.
+fn built_by(script: &str, prefix: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(&script).unwrap().hash(&mut hasher);
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = base.join(format!("{prefix}-{:016x}", hasher.finish()));
+    if dir.join("oci/index.json").exists() {
+        return dir;
+    }
+    let tmp = base.join(format!("{prefix}-{}.tmp", std::process::id()));
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another test binary got there first.
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+    dir
+}
+
 pub fn push(reg: &Registry, tag: &str, name: &str, creds: Option<&str>) {
+    push_from(reg, fixtures(), tag, name, creds);
+}
+
+/// Push the Debian image as NAME (e.g. `test/debian:12`).
+pub fn push_debian(reg: &Registry, name: &str) {
+    push_from(reg, debian(), "debian", name, None);
+}
+
+fn push_from(reg: &Registry, layout: &Path, tag: &str, name: &str, creds: Option<&str>) {
     require("skopeo", "skopeo");
-    let src = format!("oci:{}:{tag}", fixtures().join("oci").display());
+    let src = format!("oci:{}:{tag}", layout.join("oci").display());
     let dst = format!("docker://{}/{name}", reg.addr);
     let mut cmd = Command::new("skopeo");
     cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);

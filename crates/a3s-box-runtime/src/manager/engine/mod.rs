@@ -50,10 +50,13 @@
 //! # Ok(()) }
 //! ```
 
+mod network;
 mod pods;
 mod session;
 mod storage;
 
+pub use crate::network::store::NetworkCreate;
+pub use network::NetworkView;
 pub use pods::{PodContainer, PodCreate, PodInspect, PodSummary};
 pub use session::{ExecRequest, MainProcess, Session};
 pub use storage::VolumeView;
