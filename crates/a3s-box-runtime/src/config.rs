@@ -329,22 +329,12 @@ impl EngineConfig {
 
     /// Write the config into a box directory, for its supervisor.
     pub fn write_to(&self, dir: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| BoxError::io("encode the engine config", std::io::Error::other(e)))?;
-        crate::state::write_atomic(&dir.join(ENGINE_CONFIG_FILE), &bytes)
+        crate::state::write_json(&dir.join(ENGINE_CONFIG_FILE), self)
     }
 
     /// The config a box's starter wrote into its directory.
     pub fn read_from(dir: &Path) -> Result<Self> {
-        let path = dir.join(ENGINE_CONFIG_FILE);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            BoxError::io(
-                format!("corrupt {}", path.display()),
-                std::io::Error::other(e),
-            )
-        })
+        crate::state::read_json(&dir.join(ENGINE_CONFIG_FILE))
     }
 }
 

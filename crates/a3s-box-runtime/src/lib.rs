@@ -9,6 +9,7 @@
 //! - [`network`]: named networks, address leases, published ports, the
 //!   embedded DNS server and the egress firewall;
 //! - [`launch`]: the one way host helper processes (QEMU, daemons, the shim) are started;
+//! - [`sandbox`]: the sandbox actor that owns a running VM, its RPC, pods;
 //! - [`manager`]: the operations the CLI and SDK call.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod manager;
 pub mod network;
 pub mod rootfs;
+pub mod sandbox;
 pub mod state;
 pub mod storage;
 pub mod vmm;

@@ -1,34 +1,59 @@
-//! `a3s-box-shim BOX_DIR`: the per-box supervisor.
+//! `a3s-box-shim [--listen-fd N] DIR`: the supervisor of one sandbox, a
+//! box's (`boxes/<id12>/`) or a pod's (`pods/<id12>/`).
 //!
-//! Started detached (own session) by `a3s-box run -d` / `start`. It owns the
-//! box's QEMU, writes its log, records its exits and applies its restart
-//! policy; see `a3s_box_runtime::manager::supervise`. Diagnostics go to
-//! stderr, which the starter points at `shim.log` in the box directory.
+//! Started detached (own session) by the engine (`run -d`, `start`, `pod
+//! start`), which binds the sandbox's socket and passes it as descriptor
+//! N; the shim serves the sandbox RPC on it and runs the sandbox's actor:
+//! it owns the VM, writes the containers' logs and state, applies restart
+//! policies. See `a3s_box_runtime::sandbox`. It reads no environment;
+//! diagnostics go to stderr, which the starter points at `shim.log`.
 
-use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use a3s_box_runtime::manager::supervise;
+use a3s_box_runtime::sandbox::shim;
 
-const ENV_READY_FD: &str = "A3S_SHIM_READY_FD";
+const USAGE: &str = "usage: a3s-box-shim [--listen-fd N] DIR";
 
 fn main() -> ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: a3s-box-shim BOX_DIR");
+    let mut args = std::env::args_os().skip(1);
+    let mut listen_fd = None;
+    let mut dir = None;
+    while let Some(arg) = args.next() {
+        if arg == "--listen-fd" {
+            let Some(fd) = args
+                .next()
+                .and_then(|v| v.into_string().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .filter(|fd| *fd > 2)
+            else {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            };
+            listen_fd = Some(fd);
+        } else if dir.is_none() {
+            dir = Some(PathBuf::from(arg));
+        } else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(dir) = dir else {
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let ready = std::env::var(ENV_READY_FD)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-        // SAFETY: the starter passes this descriptor open for us alone (it
-        // dup2'd its pipe onto it before exec) and never uses it again. It is
-        // made close-on-exec so QEMU does not inherit it and keep the pipe open.
-        .map(|fd| unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            File::from_raw_fd(fd)
-        });
+    // SAFETY: the starter passes this descriptor, a listening unix socket,
+    // open for us alone (it was moved onto it before exec) and never uses
+    // it again. It is made close-on-exec so QEMU does not inherit it.
+    let listener = listen_fd.map(|fd| unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        std::os::unix::net::UnixListener::from_raw_fd(fd)
+    });
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(supervise(&dir, ready)) {
+    match runtime.block_on(shim::run(&dir, listener)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("a3s-box-shim: {}: {e}", dir.display());

@@ -85,6 +85,9 @@ pub enum Command {
     Import(crate::cli_storage::ImportArgs),
     /// Show lifecycle events (follows until interrupted, or until --until).
     Events(EventsArgs),
+    /// Manage pods: several containers in one VM.
+    #[command(subcommand)]
+    Pod(crate::cli_pod::PodCommand),
     /// Show the accelerator, kernel and versions this host uses.
     Info(InfoArgs),
     /// Show the version.
@@ -138,6 +141,10 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
+
+    /// Run in this pod's VM (name or id): no boot when the pod runs.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
 
     /// When to pull the image: always, missing, never.
     #[arg(long, default_value = "missing")]

@@ -3,6 +3,7 @@
 mod cli;
 mod cli_image;
 mod cli_network;
+mod cli_pod;
 mod cli_storage;
 mod commands;
 #[cfg(test)]
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
     use commands::{
-        commit, cp, events, exec, info, layers, lifecycle, logs, monitor, ps, run, volume,
+        commit, cp, events, exec, info, layers, lifecycle, logs, monitor, pod, ps, run, volume,
     };
     match command {
         Command::Run(args) => block_on(run::run(args))?,
@@ -84,6 +85,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Import(args) => commit::import(args),
         Command::System(cli::SystemCommand::Df) => commit::df(),
         Command::Events(args) => block_on(events::events(args))?,
+        Command::Pod(command) => block_on(pod::dispatch(command))?,
         Command::Info(args) => info::run(args).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),
         Command::Version(args) => {

@@ -109,6 +109,15 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
+    /// Frames over the write half of a socket that may have carried
+    /// something else first (a sandbox RPC connection).
+    pub fn new(inner: OwnedWriteHalf) -> Self {
+        FrameWriter {
+            inner,
+            buf: Vec::new(),
+        }
+    }
+
     /// Send one frame.
     pub async fn send(&mut self, frame: &Frame) -> std::result::Result<(), FrameError> {
         self.buf.clear();

@@ -1,9 +1,6 @@
 //! Reading a box's log: what `logs` shows and what `run` and `start -a`
 //! follow until the box ends.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -61,56 +58,8 @@ pub struct LogsOptions {
     pub follow: bool,
 }
 
-/// Reads log lines appended since the last call.
-#[derive(Debug)]
-pub struct Follower {
-    file: Option<File>,
-    path: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl Follower {
-    /// Read `path` from byte `offset` on.
-    pub fn new(path: PathBuf, offset: u64) -> Self {
-        Follower {
-            file: None,
-            path,
-            offset,
-            partial: Vec::new(),
-        }
-    }
-
-    /// Lines appended since the last call (a rotated log starts over).
-    pub fn poll(&mut self) -> Vec<LogLine> {
-        if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
-        }
-        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
-            self.file = File::open(&self.path).ok();
-            self.offset = 0;
-            self.partial.clear();
-        }
-        let Some(file) = self.file.as_mut() else {
-            return Vec::new();
-        };
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Vec::new();
-        };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
-        String::from_utf8_lossy(&complete)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
+/// Reads log lines appended since the last call (a rotated log starts over).
+pub type Follower = crate::state::follow::JsonLinesFollower<LogLine>;
 
 /// Keep `lines` that pass `opts`' since and tail.
 pub(crate) fn select(lines: Vec<LogLine>, opts: &LogsOptions) -> Vec<LogLine> {

@@ -55,6 +55,42 @@ pub(crate) fn storage_mount(m: &SpecMount) -> Result<Mount> {
     })
 }
 
+/// A storage planner's mount as a spec mount (configs stored by the first
+/// versions held these).
+pub(crate) fn spec_mount(m: &Mount) -> SpecMount {
+    let (target, read_only) = (m.target.clone(), m.read_only);
+    match &m.kind {
+        MountKind::Bind { source } => SpecMount::Bind {
+            source: source.clone(),
+            target,
+            read_only,
+            create_source: false,
+        },
+        MountKind::Volume {
+            name,
+            anonymous,
+            nocopy,
+        } => SpecMount::Volume {
+            name: Some(name.clone()),
+            anonymous: *anonymous,
+            target,
+            read_only,
+            nocopy: *nocopy,
+        },
+        MountKind::Tmpfs {
+            size_bytes,
+            mode,
+            noexec,
+        } => SpecMount::Tmpfs {
+            target,
+            size_bytes: *size_bytes,
+            mode: *mode,
+            read_only,
+            noexec: *noexec,
+        },
+    }
+}
+
 /// What to boot and run for a stored box.
 pub(crate) fn record_options(record: &crate::state::BoxRecord) -> Result<RunOptions> {
     let (_, home) = crate::state::BoxStore::of_box_dir(&record.dir)?;

@@ -4,7 +4,6 @@
 
 mod boxes;
 pub mod client;
-mod drive;
 mod engine;
 pub mod exec;
 mod helpers;
@@ -12,19 +11,19 @@ mod images;
 mod info;
 pub mod logs;
 pub(crate) mod lower;
-mod mux;
 pub mod resolve;
 mod run;
 mod stats;
 pub(crate) mod stopped;
-mod supervise;
 pub mod views;
-mod vm;
 
+pub use crate::sandbox::router::MAIN_PROCESS;
+pub use crate::sandbox::{OutputSink, RunOptions, EXIT_KILLED};
 pub use boxes::{BoxManager, StartError};
 pub use engine::{
-    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreateRequest,
-    NetworkView, RemoveOptions, Session, SystemPruneReport, VolumeView, WaitCondition,
+    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreate,
+    NetworkView, PodContainer, PodCreate, PodInspect, PodSummary, RemoveOptions, Session,
+    SystemPruneReport, VolumeView, WaitCondition,
 };
 pub use helpers::GuestStats;
 pub use images::{
@@ -32,11 +31,8 @@ pub use images::{
     ImageSummary, LoadedImage, PruneReport, PullPolicy, Removed, ResolvedImage, AUTH_FILE,
 };
 pub use info::{info, Info};
-pub use mux::MAIN_PROCESS;
 pub use run::run_foreground;
 pub use stats::BoxStats;
-pub use supervise::{supervise, ShimRequest, CONTROL_SOCKET};
-pub use vm::{run_vm, Control, OutputSink, RunIo, RunOptions, EXIT_KILLED};
 
 use std::path::Path;
 

@@ -1,18 +1,23 @@
-//! Running a box in the foreground: boot, stream its output, return its code.
+//! Running a box in the foreground: boot, stream its output, return its
+//! code, with the sandbox actor on a task of the CLI.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_box_core::guest::StdStream;
+use a3s_box_core::status::RestartPolicy;
 use a3s_box_core::{BoxError, Result};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::new_box_id;
-use super::vm::{run_vm, Control, OutputSink, RunIo, RunOptions};
 use crate::config::EngineConfig;
+use crate::sandbox::qemu::QemuVmm;
+use crate::sandbox::rpc::Request;
+use crate::sandbox::{Actor, ContainerSetup, Handle, Kind, Outcome, OutputSink, RunOptions, Setup};
 
 /// A box directory owned by this process: locked while the run lasts and
 /// removed when it ends, however it ends. If this process is killed, the
@@ -127,25 +132,48 @@ impl OutputSink for Terminal {
 
 /// Boot a VM for `opts`, stream the workload's stdout/stderr to ours, and
 /// return its exit code (126/127 when it could not be started). Errors of
-/// a3s-box itself come back as `Err`. The box leaves nothing behind.
-pub async fn run_foreground(config: &EngineConfig, opts: RunOptions) -> Result<i32> {
+/// a3s-box itself come back as `Err`. The box leaves nothing behind. The
+/// sandbox's actor runs right here, on this task, with nothing stored and
+/// no socket: the fastest path.
+pub async fn run_foreground(config: Arc<EngineConfig>, opts: RunOptions) -> Result<i32> {
     let home = &config.home_dir();
     let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
     remove_abandoned_boxes(&home.boxes_dir());
     let dir = home.boxes_dir().join(&id[..12]);
     let _box_dir = BoxDir::create(dir.clone())?;
-    let io = RunIo {
-        sink: &mut Terminal,
-        controls: forward_signals()?,
-        on_started: &mut |_, _| {},
+    let container = ContainerSetup {
+        id: id.clone(),
+        name: id[..12].to_string(),
+        dir: dir.clone(),
+        image: opts
+            .image
+            .clone()
+            .unwrap_or_else(|| opts.rootfs_dir.display().to_string()),
+        options: opts,
+        restart: RestartPolicy::No,
+        auto_remove: false,
+        stop_signal: libc::SIGTERM,
+        sink: Box::new(Terminal),
     };
-    run_vm(config, &id, &dir, &opts, io).await
+    let setup = Setup {
+        id,
+        dir,
+        vmm: Arc::new(QemuVmm::new(config.clone())),
+        engine: config,
+        records: None,
+        kind: Kind::Standalone(Box::new(container)),
+        report_expected: false,
+        control: false,
+        watch_dir: false,
+    };
+    let (actor, handle) = Actor::new(setup);
+    forward_signals(handle)?;
+    actor.run().await
 }
 
 /// Forward the signals `docker run` forwards (INT, TERM, HUP, QUIT) to the
-/// workload: each arrives on the returned channel as its number.
-fn forward_signals() -> Result<tokio::sync::mpsc::UnboundedReceiver<Control>> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+/// workload.
+fn forward_signals(handle: Handle) -> Result<()> {
     for (num, kind) in [
         (libc::SIGINT, SignalKind::interrupt()),
         (libc::SIGTERM, SignalKind::terminate()),
@@ -153,10 +181,18 @@ fn forward_signals() -> Result<tokio::sync::mpsc::UnboundedReceiver<Control>> {
         (libc::SIGQUIT, SignalKind::quit()),
     ] {
         let mut stream = signal(kind).map_err(|e| BoxError::io("install signal handler", e))?;
-        let tx = tx.clone();
+        let conn = handle.connect();
         tokio::spawn(async move {
-            while stream.recv().await.is_some() && tx.send(Control::Signal(num)).is_ok() {}
+            while stream.recv().await.is_some() {
+                let request = Request::Signal {
+                    container: None,
+                    signal: num,
+                };
+                if let Outcome::Error(e) = conn.request(request, None).await {
+                    tracing::debug!("forward signal {num}: {e}");
+                }
+            }
         });
     }
-    Ok(rx)
+    Ok(())
 }

@@ -1,15 +1,17 @@
-//! `stats`: what each running box uses. CPU and block I/O are measured on
-//! the host (the VM's QEMU process: every vCPU and every disk request goes
-//! through it); memory in use and the process count come from the guest,
-//! since the VM's RSS says little about what its workload uses.
+//! `stats`: what each running box uses, as its supervisor reports it. CPU
+//! and block I/O are the VM's (its QEMU process: every vCPU and disk
+//! request goes through it), read twice over the interval for a rate;
+//! memory in use and the process count come from the guest, since the VM's
+//! RSS says little about what its workload uses. A pod's containers report
+//! their pod's VM.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::BoxManager;
+use crate::sandbox::rpc::{Reply, Request, SandboxStats};
 use crate::state::BoxRecord;
-use crate::vmm::qemu::process::{cpu_ticks, ticks_per_second};
 
 /// One box's usage over a sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,51 +40,49 @@ pub struct BoxStats {
     pub pids: u64,
 }
 
-/// `read_bytes` and `write_bytes` of /proc/PID/io (storage I/O of a process).
-fn block_io(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    parse_proc_io(&text)
-}
-
-fn parse_proc_io(text: &str) -> (u64, u64) {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("read_bytes:"), field("write_bytes:"))
-}
-
 impl BoxManager {
+    async fn sample(&self, record: &BoxRecord) -> Option<SandboxStats> {
+        let mut client = self.client(record).await.ok()?;
+        match client.call(Request::Stats).await {
+            Ok(Reply::Stats(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Sample `records` (running boxes) over `interval`. A box that stops
     /// meanwhile is left out.
     pub async fn stats(&self, records: &[BoxRecord], interval: Duration) -> Vec<BoxStats> {
         let start = Instant::now();
-        let before: Vec<Option<u64>> = records
-            .iter()
-            .map(|r| r.state.vm_pid.and_then(cpu_ticks))
-            .collect();
-        let mut guest = Vec::with_capacity(records.len());
+        let mut before = Vec::with_capacity(records.len());
         for record in records {
-            guest.push(self.guest_stats(record).await.ok());
+            before.push(self.sample(record).await);
         }
         tokio::time::sleep(interval.saturating_sub(start.elapsed())).await;
         let secs = start.elapsed().as_secs_f64();
         let mut out = Vec::new();
-        for ((record, t0), guest) in records.iter().zip(before).zip(guest) {
-            let (Some(pid), Some(t0), Some(guest)) = (record.state.vm_pid, t0, guest) else {
+        for (record, first) in records.iter().zip(before) {
+            let Some(first) = first else { continue };
+            let Some(last) = self.sample(record).await else {
                 continue;
             };
-            let Some(t1) = cpu_ticks(pid) else { continue };
-            let limit = u64::from(record.config.spec.sandbox.resources.memory_mib) * 1024 * 1024;
-            let usage = guest
+            let limit = match self.pod_of(record) {
+                Ok(Some(pod)) => pod.config.sandbox.resources.memory_mib,
+                _ => record.config.spec.sandbox.resources.memory_mib,
+            };
+            let limit = u64::from(limit) * 1024 * 1024;
+            let usage = first
                 .mem_total_bytes
-                .saturating_sub(guest.mem_available_bytes);
-            let (read, write) = block_io(pid);
+                .saturating_sub(first.mem_available_bytes);
+            let ticks = last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64;
+            let per_second = if last.ticks_per_second > 0.0 {
+                last.ticks_per_second
+            } else {
+                100.0
+            };
             out.push(BoxStats {
                 id: record.config.id.clone(),
                 name: record.config.name.clone(),
-                cpu_percent: t1.saturating_sub(t0) as f64 / ticks_per_second() / secs * 100.0,
+                cpu_percent: ticks / per_second / secs * 100.0,
                 mem_usage_bytes: usage,
                 mem_limit_bytes: limit,
                 mem_percent: if limit > 0 {
@@ -92,24 +92,11 @@ impl BoxManager {
                 },
                 net_rx_bytes: 0,
                 net_tx_bytes: 0,
-                block_read_bytes: read,
-                block_write_bytes: write,
-                pids: guest.pids,
+                block_read_bytes: last.block_read_bytes,
+                block_write_bytes: last.block_write_bytes,
+                pids: first.pids,
             });
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_io_fields_are_read_by_name() {
-        let text =
-            "rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
-        assert_eq!(parse_proc_io(text), (4096, 8192));
-        assert_eq!(parse_proc_io(""), (0, 0));
     }
 }

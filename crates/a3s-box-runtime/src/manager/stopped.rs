@@ -1,33 +1,26 @@
 //! Built-in helpers in a stopped box: the box is booted briefly with the
 //! helper as its only process (its own root, writable layer and mounts, no
 //! workload), under its shim lock so that nothing starts it meanwhile. The
-//! helper's stdin and stdout travel as they would for `attach`: an
-//! in-process client on a socket pair, served by the same code as the exec
-//! socket, so flow control and untrusted-output handling are the same.
+//! sandbox actor runs on a task of this process with nothing stored; the
+//! helper's stdin and stdout travel as they would for `attach`, over an
+//! in-process socket pair served by the same code as the sandbox socket,
+//! so flow control and untrusted-output handling are the same.
 
 use std::fs::File;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use a3s_box_core::guest::StdStream;
+use a3s_box_core::status::RestartPolicy;
 use a3s_box_core::{BoxError, Result};
 use nix::fcntl::{Flock, FlockArg};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use super::client::{run_session, ClientIo, Outcome};
-use super::exec::{self, ClientRequest};
-use super::mux::MAIN_PROCESS;
-use super::vm::{run_vm, OutputSink, RunIo};
 use super::BoxManager;
-use crate::guest::split;
+use crate::sandbox::qemu::QemuVmm;
+use crate::sandbox::rpc::Request;
+use crate::sandbox::{server, Actor, ContainerSetup, Discard, Kind, SandboxClient, Setup};
 use crate::state::{BoxRecord, SHIM_LOCK};
-
-/// The box's own sink: nothing (the attached client gets the output).
-struct Discard;
-
-impl OutputSink for Discard {
-    fn write(&mut self, _: StdStream, _: &[u8]) {}
-}
 
 impl BoxManager {
     /// Run built-in helper `name` in the stopped box `record` (with its
@@ -41,6 +34,12 @@ impl BoxManager {
         io: ClientIo,
         with_mounts: bool,
     ) -> Result<Outcome> {
+        if let Some(pod) = &record.config.spec.sandbox.pod {
+            return Err(BoxError::NotRunning(format!(
+                "box {} is a container of pod {pod}, whose layer lives in the pod's VM: start it first",
+                record.config.name
+            )));
+        }
         let lock_path = record.dir.join(SHIM_LOCK);
         let file = File::options()
             .create(true)
@@ -66,36 +65,47 @@ impl BoxManager {
         if !with_mounts {
             opts.storage.mounts.clear();
         }
-
-        let (tx, controls) = tokio::sync::mpsc::unbounded_channel();
-        let slot: exec::ControlSlot = Arc::new(Mutex::new(Some(tx)));
-        let (ours, theirs) = UnixStream::pair().map_err(|e| BoxError::io("socket pair", e))?;
-        tokio::spawn(exec::handle(theirs, MAIN_PROCESS + 1, slot));
-        let mut ours = ours;
-        let request = ClientRequest::Attach {
-            stdin: opts.stdin,
-            replay: true,
+        let stdin = opts.stdin;
+        let engine = Arc::new(self.config().clone());
+        let container = ContainerSetup {
+            id: record.config.id.clone(),
+            name: record.config.name.clone(),
+            dir: record.dir.clone(),
+            image: String::new(),
+            options: opts,
+            restart: RestartPolicy::No,
+            auto_remove: false,
+            stop_signal: libc::SIGTERM,
+            sink: Box::new(Discard),
         };
-        let mut line = serde_json::to_vec(&request).map_err(|e| BoxError::Guest(e.to_string()))?;
-        line.push(b'\n');
-        ours.write_all(&line)
-            .await
-            .map_err(|e| BoxError::io("attach to the helper", e))?;
-        let (reader, writer) = split(ours);
-        let mut sink = Discard;
-        let mut on_started = |_: u32, _: u32| {};
-        let vm = run_vm(
-            self.config(),
-            &record.config.id,
-            &record.dir,
-            &opts,
-            RunIo {
-                sink: &mut sink,
-                controls,
-                on_started: &mut on_started,
-            },
-        );
-        let (code, outcome) = tokio::join!(vm, run_session(reader, writer, io));
+        let setup = Setup {
+            id: record.config.id.clone(),
+            dir: record.dir.clone(),
+            vmm: Arc::new(QemuVmm::new(engine.clone())),
+            engine,
+            records: None,
+            kind: Kind::Standalone(Box::new(container)),
+            report_expected: false,
+            control: false,
+            watch_dir: false,
+        };
+        let (actor, handle) = Actor::new(setup);
+        let (ours, theirs) = UnixStream::pair().map_err(|e| BoxError::io("socket pair", e))?;
+        tokio::spawn(server::serve_connection(theirs, handle));
+        let client = SandboxClient::over(ours, &format!("box {}", record.config.name));
+        let request = Request::Attach {
+            container: None,
+            stdin,
+            replay: true,
+            hold: false,
+        };
+        let session = async {
+            let (reader, writer) = client.session(request).await?;
+            run_session(reader, writer, io)
+                .await
+                .map_err(|e| BoxError::io("helper session", e))
+        };
+        let (code, outcome) = tokio::join!(actor.run(), session);
         let code = code?;
         Ok(match outcome {
             Ok(Outcome::Exited(c)) => Outcome::Exited(c),

@@ -26,7 +26,7 @@ pub mod subnet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use a3s_box_core::{BoxError, Result};
+use a3s_box_core::Result;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::home::Home;
@@ -38,12 +38,5 @@ pub fn networks_dir(home: &Home) -> PathBuf {
 
 /// Take an exclusive flock(2) on `path` (created if missing), blocking.
 pub(crate) fn lock_exclusive(path: &Path) -> Result<Flock<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))
+    crate::state::lock_file(path, FlockArg::LockExclusive)
 }

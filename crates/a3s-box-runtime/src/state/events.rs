@@ -8,7 +8,7 @@
 //! [`MAX_BYTES`] its older half is dropped under the store lock.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use a3s_box_core::event::Event;
@@ -74,61 +74,19 @@ impl EventLog {
 
     /// Every event recorded, oldest first, and the offset where the log ends.
     pub fn read_all(&self) -> (Vec<Event>, u64) {
-        let mut follower = EventFollower {
-            path: self.path.clone(),
-            offset: 0,
-            partial: Vec::new(),
-        };
+        let mut follower = EventFollower::new(self.path.clone(), 0);
         let events = follower.poll();
-        (events, follower.offset)
+        (events, follower.offset())
     }
 
     /// Follow the log from byte `offset`.
     pub fn follow_from(&self, offset: u64) -> EventFollower {
-        EventFollower {
-            path: self.path.clone(),
-            offset,
-            partial: Vec::new(),
-        }
+        EventFollower::new(self.path.clone(), offset)
     }
 }
 
 /// Reads events appended since the last poll.
-#[derive(Debug)]
-pub struct EventFollower {
-    path: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl EventFollower {
-    /// Events appended since the last call (a trimmed log starts over).
-    pub fn poll(&mut self) -> Vec<Event> {
-        let Ok(mut file) = File::open(&self.path) else {
-            return Vec::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
-            self.offset = 0;
-            self.partial.clear();
-        }
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Vec::new();
-        };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
-        complete
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| serde_json::from_slice(l).ok())
-            .collect()
-    }
-}
+pub type EventFollower = super::follow::JsonLinesFollower<Event>;
 
 #[cfg(test)]
 mod tests {

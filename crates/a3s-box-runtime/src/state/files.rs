@@ -5,8 +5,21 @@ use std::io::Write;
 use std::path::Path;
 
 use a3s_box_core::{BoxError, Result};
+use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// Take flock(2) `arg` on `path` (created if missing).
+pub fn lock(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
+    Flock::lock(file, arg)
+        .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))
+}
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, fsync,
 /// rename over `path`, fsync of the directory.

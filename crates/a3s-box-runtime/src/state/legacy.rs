@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use a3s_box_core::spec::{
-    AccelChoice, BoxSpec, ContainerSpec, EnvVar, Mount, ProcessSpec, Resources, RootSource,
-    StorageSpec, VmOptions,
+    AccelChoice, BoxSpec, ContainerSpec, EnvVar, ProcessSpec, Resources, RootSource, StorageSpec,
+    VmOptions,
 };
 use a3s_box_core::status::RestartPolicy;
 use serde::Deserialize;
+
+use crate::manager::lower::spec_mount;
+use crate::storage::StorageOptions;
 
 /// `config.json` as any version wrote it.
 #[derive(Debug, Deserialize)]
@@ -52,48 +55,7 @@ pub(super) struct RunOptionsV0 {
     #[serde(default)]
     tty: bool,
     #[serde(default)]
-    storage: StorageV0,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct StorageV0 {
-    #[serde(default)]
-    read_only: bool,
-    #[serde(default)]
-    size_bytes: Option<u64>,
-    #[serde(default)]
-    mounts: Vec<MountV0>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MountV0 {
-    target: String,
-    kind: MountKindV0,
-    #[serde(default)]
-    read_only: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum MountKindV0 {
-    Bind {
-        source: PathBuf,
-    },
-    Volume {
-        name: String,
-        #[serde(default)]
-        anonymous: bool,
-        #[serde(default)]
-        nocopy: bool,
-    },
-    Tmpfs {
-        #[serde(default)]
-        size_bytes: Option<u64>,
-        #[serde(default)]
-        mode: Option<u32>,
-        #[serde(default)]
-        noexec: bool,
-    },
+    storage: StorageOptions,
 }
 
 impl AnyConfig {
@@ -115,12 +77,7 @@ impl AnyConfig {
             },
             None => RootSource::Dir { path: o.rootfs_dir },
         };
-        let mounts = o
-            .storage
-            .mounts
-            .into_iter()
-            .map(MountV0::into_spec)
-            .collect();
+        let mounts = o.storage.mounts.iter().map(spec_mount).collect();
         let mut container = ContainerSpec::new(root, ProcessSpec::default());
         container.name = Some(self.name);
         container.labels = self.labels;
@@ -157,42 +114,6 @@ impl AnyConfig {
             debug_guest: o.debug,
         };
         Some(spec)
-    }
-}
-
-impl MountV0 {
-    fn into_spec(self) -> Mount {
-        let (target, read_only) = (self.target, self.read_only);
-        match self.kind {
-            MountKindV0::Bind { source } => Mount::Bind {
-                source,
-                target,
-                read_only,
-                create_source: false,
-            },
-            MountKindV0::Volume {
-                name,
-                anonymous,
-                nocopy,
-            } => Mount::Volume {
-                name: Some(name),
-                anonymous,
-                target,
-                read_only,
-                nocopy,
-            },
-            MountKindV0::Tmpfs {
-                size_bytes,
-                mode,
-                noexec,
-            } => Mount::Tmpfs {
-                target,
-                size_bytes,
-                mode,
-                read_only,
-                noexec,
-            },
-        }
     }
 }
 

@@ -10,10 +10,11 @@
 
 pub mod events;
 mod files;
+pub mod follow;
 mod hold;
 mod legacy;
 pub mod log;
-mod names;
+pub(crate) mod names;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,7 +26,7 @@ use a3s_box_core::{BoxError, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-pub use files::write_atomic;
+pub use files::{read_json, write_atomic, write_json};
 pub use hold::{hold, wait_unheld, Hold};
 
 use a3s_box_core::spec::{BoxSpec, ContainerSpec};
@@ -168,16 +169,8 @@ pub struct BoxStore {
     boxes: PathBuf,
 }
 
-fn lock(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
-    Flock::lock(file, arg)
-        .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))
-}
+use files::lock;
+pub(crate) use files::lock as lock_file;
 
 /// Whether a shim holds `dir`'s shim lock.
 pub fn shim_alive(dir: &Path) -> bool {

@@ -99,7 +99,8 @@ pub async fn exec(args: ExecArgs) -> Result<u8> {
 pub async fn attach(args: AttachArgs) -> Result<u8> {
     let engine = super::engine()?;
     // An `--rm` box would take its exit code with it: hold it meanwhile.
-    let watch = engine.watch_exit(&args.target)?;
+    let mut watch = engine.watch_exit(&args.target)?;
+    engine.hold_watched(&mut watch).await?;
     attach_to(&engine, watch, !args.no_stdin, false).await
 }
 

@@ -40,8 +40,8 @@ pub async fn start(args: StartArgs) -> Result<u8> {
         let [key] = args.boxes.as_slice() else {
             bail!("start -a takes exactly one box");
         };
-        let watch = engine.watch_exit(key)?;
-        if let Err(failed) = engine.start(key).await? {
+        let mut watch = engine.watch_exit(key)?;
+        if let Err(failed) = engine.start_watched(&mut watch).await? {
             eprintln!("a3s-box: {}", failed.reason);
             return Ok(exit_code(failed.code));
         }

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod network;
+pub mod pod;
 pub mod port;
 pub mod ps;
 pub mod run;

@@ -1,7 +1,7 @@
 //! `network create|ls|inspect|rm|prune`: parse → engine → render.
 
 use a3s_box_core::spec::{parse_egress, parse_labels, Cidr};
-use a3s_box_runtime::manager::NetworkCreateRequest;
+use a3s_box_runtime::manager::NetworkCreate;
 use anyhow::{bail, Result};
 
 use crate::cli::Format;
@@ -40,7 +40,7 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
                 .iter()
                 .map(|r| parse_egress(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            let view = engine.network_create(NetworkCreateRequest {
+            let view = engine.network_create(NetworkCreate {
                 name: a.name,
                 subnet,
                 gateway,

@@ -172,6 +172,7 @@ pub fn box_spec(args: &RunArgs) -> Result<BoxSpec> {
     let mut spec = BoxSpec::single(container);
     spec.sandbox.hostname = args.hostname.clone();
     spec.sandbox.network = network_spec(&args.network)?;
+    spec.sandbox.pod = args.pod.clone();
     spec.sandbox.resources = Resources {
         vcpus: args.cpus,
         memory_mib: parse_memory(&args.memory)?,
@@ -209,17 +210,19 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let pull = pull_options(&args)?;
     let engine = engine()?;
     let interactive = args.interactive || args.tty;
-    if args.rm && !args.detach && !interactive && args.name.is_none() && args.labels.is_empty() {
+    let anonymous = args.name.is_none() && args.labels.is_empty() && args.pod.is_none();
+    if args.rm && !args.detach && !interactive && anonymous {
         // An anonymous throw-away box: supervised right here, nothing stored.
         return Ok(exit_code(engine.run_foreground(spec, pull).await?));
     }
     let id = engine.create(spec, pull).await?.config.id;
     // An `--rm` box is held until its exit code and output are read.
-    let watch = match args.detach {
-        true => None,
-        false => Some(engine.watch_exit(&id)?),
+    let mut watch = engine.watch_exit(&id)?;
+    let started = match args.detach {
+        true => engine.start(&id).await?,
+        false => engine.start_watched(&mut watch).await?,
     };
-    if let Err(failed) = engine.start(&id).await? {
+    if let Err(failed) = started {
         eprintln!("a3s-box: {}", failed.reason);
         drop(watch);
         if args.rm {
@@ -231,10 +234,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         }
         return Ok(exit_code(failed.code));
     }
-    let Some(watch) = watch else {
+    if args.detach {
         println!("{id}");
         return Ok(0);
-    };
+    }
     if interactive {
         return super::exec::attach_to(&engine, watch, args.interactive, true).await;
     }

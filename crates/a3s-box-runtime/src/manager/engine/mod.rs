@@ -51,20 +51,22 @@
 //! ```
 
 mod network;
+mod pods;
 mod session;
 mod storage;
 
-pub use network::{NetworkCreateRequest, NetworkView};
+pub use crate::network::store::NetworkCreate;
+pub use network::NetworkView;
+pub use pods::{PodContainer, PodCreate, PodInspect, PodSummary};
 pub use session::{ExecRequest, MainProcess, Session};
 pub use storage::VolumeView;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use a3s_box_core::event::{Event, EventAction, EventType};
 use a3s_box_core::spec::BoxSpec;
-use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 
 use super::logs::{self, Follower, LogsOptions, FOLLOW_POLL};
@@ -74,36 +76,18 @@ use super::views::list::{BoxSummary, ListOptions};
 use super::{BoxManager, StartError};
 use crate::config::EngineConfig;
 use crate::home::Home;
+use crate::sandbox::client::SandboxClient;
+use crate::sandbox::rpc::{Reply, Request};
+use crate::sandbox::spawn::{supervisor_gone, Supervisors};
 use crate::state::events::{EventLog, EVENTS_FILE};
 use crate::state::log::{read_log, LogLine};
-use crate::state::{BoxRecord, Hold, LOG_FILE};
+use crate::state::{BoxRecord, LOG_FILE};
 
-/// Docker's `wait` conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WaitCondition {
-    /// Return once the box is not running (at once if it is not).
-    #[default]
-    NotRunning,
-    /// Return at the box's next exit, even if it is not running now.
-    NextExit,
-    /// Return once the box has been removed.
-    Removed,
-}
+pub use crate::sandbox::rpc::WaitCondition;
 
-impl FromStr for WaitCondition {
-    type Err = BoxError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "not-running" | "" => Ok(WaitCondition::NotRunning),
-            "next-exit" => Ok(WaitCondition::NextExit),
-            "removed" => Ok(WaitCondition::Removed),
-            other => Err(BoxError::Invalid(format!(
-                "invalid wait condition {other:?}: use not-running, next-exit or removed"
-            ))),
-        }
-    }
-}
+/// How long `run`, `start -a` and `attach` wait for a box's supervisor to
+/// finish after its workload exited.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What `rm` does beyond removing the box.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,14 +98,19 @@ pub struct RemoveOptions {
     pub volumes: bool,
 }
 
-/// A client waiting for a box's end: holds an `--rm` box until its exit
-/// code and last output are read, and knows where this run's output
-/// begins in the log. Take it before starting the box.
+/// A wait for the box's exit on a connection that holds it.
+type PendingExit = tokio::task::JoinHandle<(SandboxClient, Result<Reply>)>;
+
+/// A client waiting for a box's end: knows where this run's output begins
+/// in the log, and (once the box is started with
+/// [`Engine::start_watched`], or held with [`Engine::hold_watched`]) waits
+/// for its exit on a connection that keeps an `--rm` box until the exit
+/// code and the last output are read. Take it before starting the box.
 #[derive(Debug)]
 pub struct ExitWatch {
     record: BoxRecord,
     offset: u64,
-    hold: Option<Hold>,
+    pending: Option<PendingExit>,
 }
 
 impl ExitWatch {
@@ -242,9 +231,22 @@ impl Engine {
     /// The engine configured by `config` (see [`EngineConfig`]).
     pub fn new(config: EngineConfig) -> Self {
         let config = Arc::new(config);
+        let boxes = BoxManager::new(config.clone());
+        Self::with_boxes(config, boxes)
+    }
+
+    /// The engine with its sandboxes supervised by `supervisors` (tests
+    /// run them in-process over a fake hypervisor).
+    pub fn with_supervisors(config: EngineConfig, supervisors: Arc<dyn Supervisors>) -> Self {
+        let config = Arc::new(config);
+        let boxes = BoxManager::with_supervisors(config.clone(), supervisors);
+        Self::with_boxes(config, boxes)
+    }
+
+    fn with_boxes(config: Arc<EngineConfig>, boxes: BoxManager) -> Self {
         let home = config.home_dir();
         Engine {
-            boxes: BoxManager::new(config.clone()),
+            boxes,
             events: EventLog::at(home.root().join(EVENTS_FILE)),
             home,
             config,
@@ -283,10 +285,15 @@ impl Engine {
     /// it is not started.
     pub async fn create(&self, spec: BoxSpec, pull: PullOptions) -> Result<BoxRecord> {
         let name = spec.containers.first().and_then(|c| c.name.clone());
+        let spec = self.in_pod(spec)?;
         let spec = resolve(&self.config, spec, pull).await?;
         let boxes = self.boxes.clone();
         let record = blocking(move || boxes.create(name, spec)).await?;
         self.record(EventAction::Create, &record);
+        // A running pod takes it in at once (its root is ready for `start`).
+        if let Err(e) = self.boxes.join_pod(&record).await {
+            tracing::warn!("box {} could not join its pod yet: {e}", record.config.name);
+        }
         Ok(record)
     }
 
@@ -296,7 +303,7 @@ impl Engine {
     pub async fn run_foreground(&self, spec: BoxSpec, pull: PullOptions) -> Result<i32> {
         let spec = resolve(&self.config, spec, pull).await?;
         let opts = super::lower::run_options(&spec, &self.home)?;
-        super::run_foreground(&self.config, opts).await
+        super::run_foreground(self.config.clone(), opts).await
     }
 
     /// Events recorded at or after `since` (all when `None`) that pass
@@ -327,39 +334,102 @@ impl Engine {
 
     /// Boxes, newest first.
     pub fn list(&self, opts: &ListOptions) -> Result<Vec<BoxSummary>> {
+        let pods: std::collections::HashMap<String, String> = self
+            .boxes
+            .pods()
+            .list()?
+            .into_iter()
+            .map(|p| (p.config.id, p.config.name))
+            .collect();
+        let pod_of = |r: &BoxRecord| {
+            let id = r.config.spec.sandbox.pod.as_ref()?;
+            Some((
+                id.clone(),
+                pods.get(id).cloned().unwrap_or_else(|| id.clone()),
+            ))
+        };
         Ok(self
             .boxes
             .store()
             .list()?
             .into_iter()
             .filter(|r| opts.all || r.state.status.is_active())
-            .filter(|r| opts.filters.iter().all(|f| f.matches(r, None)))
-            .map(|r| BoxSummary::of(&r, None))
+            .filter(|r| {
+                let pod = pod_of(r);
+                let pod = pod.as_ref().map(|(id, name)| (id.as_str(), name.as_str()));
+                opts.filters.iter().all(|f| f.matches(r, pod))
+            })
+            .map(|r| {
+                let name = pod_of(&r).map(|(_, name)| name);
+                BoxSummary::of(&r, name)
+            })
             .collect())
     }
 
     /// A box as Docker's inspect shows it.
     pub fn inspect(&self, key: &str) -> Result<BoxInspect> {
-        Ok(BoxInspect::of(&self.get(key)?, None))
+        let record = self.get(key)?;
+        let pod = record.config.spec.sandbox.pod.clone();
+        Ok(BoxInspect::of(&record, pod))
     }
 
     /// Start a box; `Ok(Err(..))` is a workload that could not start
     /// (Docker's 125/126/127 with the reason).
     pub async fn start(&self, key: &str) -> Result<std::result::Result<(), StartError>> {
         let record = self.get(key)?;
-        let boxes = self.boxes.clone();
         // The box's supervisor records its start and exit events.
-        blocking(move || boxes.start(&record)).await
+        let (outcome, _) = self.boxes.start(&record, false).await?;
+        Ok(outcome)
     }
 
-    /// Stop: SIGTERM to the workload, the VM killed after `timeout`.
+    /// Start the box `watch` watches; the watch then holds it until
+    /// finished (see [`ExitWatch`]).
+    pub async fn start_watched(
+        &self,
+        watch: &mut ExitWatch,
+    ) -> Result<std::result::Result<(), StartError>> {
+        let (outcome, client) = self.boxes.start(&watch.record, true).await?;
+        if outcome.is_ok() {
+            watch.pending = Some(self.wait_exit_on(client, &watch.record));
+        }
+        Ok(outcome)
+    }
+
+    /// Hold the running box `watch` watches (before attaching to it).
+    pub async fn hold_watched(&self, watch: &mut ExitWatch) -> Result<()> {
+        let client = self
+            .boxes
+            .client(&watch.record)
+            .await
+            .map_err(|e| match e.kind() {
+                a3s_box_core::ErrorKind::NotRunning => BoxError::NotRunning(format!(
+                    "box {} is not running ({}): start it first",
+                    watch.record.config.name, watch.record.state.status
+                )),
+                _ => e,
+            })?;
+        watch.pending = Some(self.wait_exit_on(client, &watch.record));
+        Ok(())
+    }
+
+    fn wait_exit_on(&self, mut client: SandboxClient, record: &BoxRecord) -> PendingExit {
+        let container = self.boxes.container_key(record);
+        tokio::spawn(async move {
+            let request = Request::Wait {
+                container,
+                condition: WaitCondition::NotRunning,
+                hold: true,
+            };
+            let reply = client.call(request).await;
+            (client, reply)
+        })
+    }
+
+    /// Stop: the stop signal to the workload, SIGKILL after `timeout`.
     pub async fn stop(&self, key: &str, timeout: Duration) -> Result<()> {
         let record = self.get(key)?;
-        let boxes = self.boxes.clone();
-        let r = record.clone();
-        blocking(move || boxes.stop(&r, timeout)).await?;
-        self.record(EventAction::Stop, &record);
-        Ok(())
+        // Its supervisor records the stop.
+        self.boxes.stop(&record, timeout).await
     }
 
     /// Stop (with the grace period) then start.
@@ -375,31 +445,20 @@ impl Engine {
     /// Send `signal` to the workload.
     pub async fn kill(&self, key: &str, signal: i32) -> Result<()> {
         let record = self.get(key)?;
-        let boxes = self.boxes.clone();
-        let r = record.clone();
-        blocking(move || boxes.kill(&r, signal)).await?;
-        self.events.record(
-            &Event::now(EventType::Container, EventAction::Kill, &record.config.id)
-                .with("name", &record.config.name)
-                .with("signal", signal.to_string()),
-        );
-        Ok(())
+        // Its supervisor records the signal.
+        self.boxes.kill(&record, signal).await
     }
 
     /// Stop the box's vCPUs (its memory stays).
     pub async fn pause(&self, key: &str) -> Result<()> {
         let record = self.get(key)?;
-        self.boxes.pause(&record)?;
-        self.record(EventAction::Pause, &record);
-        Ok(())
+        self.boxes.pause(&record).await
     }
 
     /// Run the vCPUs again.
     pub async fn unpause(&self, key: &str) -> Result<()> {
         let record = self.get(key)?;
-        self.boxes.unpause(&record)?;
-        self.record(EventAction::Unpause, &record);
-        Ok(())
+        self.boxes.unpause(&record).await
     }
 
     /// Give a box a new, unused name.
@@ -417,9 +476,7 @@ impl Engine {
     /// Remove a box (a running one only with `force`).
     pub async fn remove(&self, key: &str, opts: RemoveOptions) -> Result<()> {
         let record = self.get(key)?;
-        let boxes = self.boxes.clone();
-        let r = record.clone();
-        blocking(move || boxes.remove(&r, opts.force)).await?;
+        self.boxes.remove(&record, opts.force).await?;
         self.record(EventAction::Destroy, &record);
         if opts.volumes {
             self.remove_anonymous_volumes(&record)?;
@@ -476,11 +533,10 @@ impl Engine {
         let offset = std::fs::metadata(record.dir.join(LOG_FILE))
             .map(|m| m.len())
             .unwrap_or(0);
-        let hold = self.boxes.hold_end(&record)?;
         Ok(ExitWatch {
             record,
             offset,
-            hold,
+            pending: None,
         })
     }
 
@@ -489,54 +545,65 @@ impl Engine {
     /// good when this returns.
     pub async fn follow_to_exit(
         &self,
-        watch: ExitWatch,
+        mut watch: ExitWatch,
         on_line: &mut (dyn FnMut(&LogLine) + Send),
     ) -> Result<i32> {
-        let id = watch.record.config.id.clone();
-        let follower = Follower::new(watch.record.dir.join(LOG_FILE), watch.offset);
-        self.follow_lines(&id, follower, on_line).await;
+        let mut follower = Follower::new(watch.record.dir.join(LOG_FILE), watch.offset);
+        if watch.pending.is_none() {
+            self.hold_watched(&mut watch).await?;
+        }
+        if let Some(pending) = &watch.pending {
+            // The output is in the log; the end comes from the supervisor.
+            while !pending.is_finished() {
+                follower.poll().iter().for_each(&mut *on_line);
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        }
+        follower.poll().iter().for_each(&mut *on_line);
         self.finish(watch).await
     }
 
     /// Wait for the watched box to end, then let go of `watch`; the box's
-    /// exit code.
+    /// exit code. An `--rm` box is gone, any other's supervisor is done
+    /// (unless a restart policy keeps it), when this returns.
     pub async fn finish(&self, watch: ExitWatch) -> Result<i32> {
-        let id = watch.record.config.id.clone();
-        let mut code = None;
-        while let Ok(r) = self.get(&id) {
-            code = r.state.exit_code;
-            let booting = r.state.status == BoxStatus::Created && crate::state::shim_alive(&r.dir);
-            if !r.state.status.is_active() && !booting {
-                break;
+        let record = watch.record;
+        let Some(pending) = watch.pending else {
+            return self.boxes.wait(&record, WaitCondition::NotRunning).await;
+        };
+        let (mut client, reply) = pending
+            .await
+            .map_err(|e| BoxError::io("wait for the box", std::io::Error::other(e)))?;
+        match reply {
+            Ok(Reply::Exited { code, last }) => {
+                if record.config.auto_remove() {
+                    let removed = client
+                        .call(Request::Wait {
+                            container: self.boxes.container_key(&record),
+                            condition: WaitCondition::Removed,
+                            hold: false,
+                        })
+                        .await;
+                    return Ok(match removed {
+                        Ok(Reply::Removed { code }) => code,
+                        _ => code,
+                    });
+                }
+                drop(client);
+                if last {
+                    supervisor_gone(&record.dir, SETTLE_LIMIT).await;
+                }
+                Ok(code)
             }
-            tokio::time::sleep(FOLLOW_POLL).await;
-        }
-        let boxes = self.boxes.clone();
-        blocking(move || {
-            boxes.finish_wait(&watch.record, watch.hold);
-            Ok(())
-        })
-        .await?;
-        Ok(code.unwrap_or(0))
-    }
-
-    async fn follow_lines(
-        &self,
-        id: &str,
-        mut f: Follower,
-        on_line: &mut (dyn FnMut(&LogLine) + Send),
-    ) {
-        loop {
-            let active = match self.get(id) {
-                Ok(r) => r.state.status.is_active(),
-                Err(_) => false, // removed (--rm)
-            };
-            f.poll().iter().for_each(&mut *on_line);
-            if !active {
-                f.poll().iter().for_each(&mut *on_line);
-                return;
+            // Its supervisor died: the store (reconciled) says.
+            _ => {
+                drop(client);
+                Ok(self
+                    .get(&record.config.id)
+                    .ok()
+                    .and_then(|r| r.state.exit_code)
+                    .unwrap_or(0))
             }
-            tokio::time::sleep(FOLLOW_POLL).await;
         }
     }
 
@@ -550,64 +617,37 @@ impl Engine {
     ) -> Result<()> {
         let record = self.get(key)?;
         let path = record.dir.join(LOG_FILE);
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         logs::select(read_log(&path)?, opts)
             .iter()
             .for_each(&mut *on_line);
-        if opts.follow {
-            let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            self.follow_lines(&record.config.id, Follower::new(path, offset), on_line)
-                .await;
+        if !opts.follow {
+            return Ok(());
         }
+        let mut follower = Follower::new(path, offset);
+        if let Ok(mut client) = self.boxes.client(&record).await {
+            let container = self.boxes.container_key(&record);
+            let mut ended = Box::pin(client.call(Request::Wait {
+                container,
+                condition: WaitCondition::NotRunning,
+                hold: false,
+            }));
+            loop {
+                follower.poll().iter().for_each(&mut *on_line);
+                tokio::select! {
+                    _ = &mut ended => break,
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                }
+            }
+        }
+        follower.poll().iter().for_each(&mut *on_line);
         Ok(())
     }
 
     /// Wait for `condition`; the box's exit code.
     pub async fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32> {
         let record = self.get(key)?;
-        // An `--rm` box would be gone with its code: hold it until read.
-        let hold = self.boxes.hold_end(&record)?;
-        let id = record.config.id.clone();
-        let first_exit = record.state.finished_at.clone();
-        let mut last_code = record.state.exit_code;
-        loop {
-            let now = match self.get(&id) {
-                Ok(r) => r,
-                Err(e) if e.kind() == a3s_box_core::ErrorKind::NotFound => {
-                    return Ok(last_code.unwrap_or(0));
-                }
-                Err(e) => return Err(e),
-            };
-            last_code = now.state.exit_code.or(last_code);
-            let ended = !now.state.status.is_active() && now.state.status != BoxStatus::Created;
-            let done = match condition {
-                WaitCondition::NotRunning => ended,
-                WaitCondition::NextExit => ended && now.state.finished_at != first_exit,
-                WaitCondition::Removed => false,
-            };
-            if done {
-                let boxes = self.boxes.clone();
-                blocking(move || {
-                    boxes.finish_wait(&now, hold);
-                    Ok(())
-                })
-                .await?;
-                return Ok(last_code.unwrap_or(0));
-            }
-            if condition == WaitCondition::Removed && ended && hold.is_some() {
-                // Our own hold keeps an `--rm` box: let its supervisor go.
-                drop(hold);
-                return self.wait_removed(&id, last_code).await;
-            }
-            tokio::time::sleep(FOLLOW_POLL).await;
-        }
-    }
-
-    async fn wait_removed(&self, id: &str, code: Option<i32>) -> Result<i32> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.get(id).is_ok() && Instant::now() < deadline {
-            tokio::time::sleep(FOLLOW_POLL).await;
-        }
-        Ok(code.unwrap_or(0))
+        self.boxes.wait(&record, condition).await
     }
 }
 
@@ -616,22 +656,4 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BoxError::io("engine task", std::io::Error::other(e)))?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_conditions_are_dockers() {
-        assert_eq!(
-            "next-exit".parse::<WaitCondition>().unwrap(),
-            WaitCondition::NextExit
-        );
-        assert_eq!(
-            "removed".parse::<WaitCondition>().unwrap(),
-            WaitCondition::Removed
-        );
-        assert!("soon".parse::<WaitCondition>().is_err());
-    }
 }

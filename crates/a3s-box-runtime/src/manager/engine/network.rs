@@ -3,10 +3,9 @@
 //! live in [`crate::network`]; this module decides who uses a network.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use a3s_box_core::event::{Event, EventAction, EventType};
-use a3s_box_core::spec::{Cidr, EgressRule, NetworkMode};
+use a3s_box_core::spec::NetworkMode;
 use a3s_box_core::Result;
 use serde::Serialize;
 
@@ -14,23 +13,6 @@ use super::Engine;
 use crate::network::ipam::Ipam;
 use crate::network::store::{NetworkCreate, NetworkRecord, NetworkStore};
 use crate::state::BoxRecord;
-
-/// What `network create` asks for.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkCreateRequest {
-    /// The name.
-    pub name: String,
-    /// `--subnet` (`None`: a free /24 of the engine's pool).
-    pub subnet: Option<Cidr>,
-    /// `--gateway` (`None`: the subnet's first host address).
-    pub gateway: Option<Ipv4Addr>,
-    /// `--internal`: no egress beyond the network.
-    pub internal: bool,
-    /// `-l k=v`.
-    pub labels: BTreeMap<String, String>,
-    /// `--egress-allow`: rules every box of the network gets.
-    pub egress: Vec<EgressRule>,
-}
 
 /// A network as Docker's `network inspect` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -191,16 +173,9 @@ impl Engine {
     }
 
     /// Create a network.
-    pub fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkView> {
+    pub fn network_create(&self, req: NetworkCreate) -> Result<NetworkView> {
         let store = self.networks();
-        let net = store.create(NetworkCreate {
-            name: req.name,
-            subnet: req.subnet,
-            gateway: req.gateway,
-            internal: req.internal,
-            labels: req.labels,
-            egress: req.egress,
-        })?;
+        let net = store.create(req)?;
         self.events.record(
             &Event::now(EventType::Network, EventAction::Create, &net.id).with("name", &net.name),
         );

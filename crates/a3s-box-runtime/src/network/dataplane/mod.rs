@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use self::client::Attached;
 use self::proxy::PortProxies;
 use self::state::{EndpointState, NetworkState};
-use self::wire::{AttachRequest, EgressRequest, HOST_GATEWAY, PROTOCOL_VERSION};
+use self::wire::{AttachRequest, EgressRequest, PROTOCOL_VERSION};
 use super::ports::{self, BoundPort};
 use super::store::{NetworkRecord, NetworkStore};
 use crate::config::EngineConfig;

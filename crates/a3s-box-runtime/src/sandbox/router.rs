@@ -1,8 +1,9 @@
-//! Routing the guest channel between the box's clients.
+//! Routing the guest channel between a sandbox's clients.
 //!
-//! One channel carries every process of a box. The main process's output
-//! goes to the box's sink (the log or our terminal) and to any attached
-//! clients; every other process belongs to exactly one exec client. The
+//! One channel carries every process of a sandbox. A container's main
+//! process's output goes to the container's sink (its log or our terminal)
+//! and to the clients attached to that container; every other process
+//! belongs to exactly one exec client. The
 //! router keeps the books that make a client's failure its own: credit it
 //! received but never returned is given back when it goes, so the guest
 //! never stalls, and its process is killed, so nothing keeps running
@@ -15,7 +16,8 @@ use a3s_box_core::guest::message::{GuestMessage, HostMessage, Message, ProcessSp
 use a3s_box_core::guest::{Frame, StdStream, STREAM_WINDOW_BYTES};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The main process always has this id on the wire.
+/// The first container's main process has this id on the wire (others
+/// get ids from the sandbox's counter, as exec processes do).
 pub const MAIN_PROCESS: u32 = 1;
 
 /// Frames to one client.
@@ -35,24 +37,33 @@ struct Exec {
     detach: bool,
 }
 
-/// A client attached to the main process.
+/// A client attached to a container's main process.
 #[derive(Debug)]
 struct Attached {
+    container: String,
     tx: ClientTx,
     /// Whether it may write the main process's stdin.
     stdin: bool,
 }
 
-/// Who gets what on one box's channel.
+/// A container's main process, as the router sees it.
+#[derive(Debug, Default)]
+struct Main {
+    /// Its id on the wire, while it runs.
+    process: Option<u32>,
+    /// Stdin in flight (all attached writers share it).
+    in_flight: u32,
+    /// Its latest output, for clients that attach late.
+    recent: VecDeque<(StdStream, Vec<u8>)>,
+    recent_bytes: usize,
+}
+
+/// Who gets what on one sandbox's channel.
 #[derive(Debug, Default)]
 pub struct Router {
     execs: HashMap<u32, Exec>,
     attached: HashMap<u32, Attached>,
-    /// Main-process stdin in flight (all attached writers share it).
-    main_in_flight: u32,
-    /// The main process's latest output, for clients that attach late.
-    recent: VecDeque<(StdStream, Vec<u8>)>,
-    recent_bytes: usize,
+    mains: HashMap<String, Main>,
 }
 
 /// Output of the main process kept for a late attach (`run -it` attaches
@@ -95,19 +106,59 @@ impl Router {
         to_guest(HostMessage::Exec(spec))
     }
 
-    /// Attach a client (numbered `client`) to the main process; with
-    /// `replay` it first gets the latest output.
-    pub fn attach(&mut self, client: u32, tx: ClientTx, stdin: bool, replay: bool) {
+    /// Attach a client (numbered `client`) to `container`'s main process
+    /// (running or about to start); with `replay` it first gets the latest
+    /// output.
+    pub fn attach(
+        &mut self,
+        container: &str,
+        client: u32,
+        tx: ClientTx,
+        stdin: bool,
+        replay: bool,
+    ) {
+        let main = self.mains.entry(container.to_string()).or_default();
         if replay {
-            for (stream, bytes) in &self.recent {
+            let process = main.process.unwrap_or(MAIN_PROCESS);
+            for (stream, bytes) in &main.recent {
                 let _ = tx.send(Frame::Data {
-                    process: MAIN_PROCESS,
+                    process,
                     stream: *stream,
                     bytes: bytes.clone(),
                 });
             }
         }
-        self.attached.insert(client, Attached { tx, stdin });
+        self.attached.insert(
+            client,
+            Attached {
+                container: container.to_string(),
+                tx,
+                stdin,
+            },
+        );
+    }
+
+    /// `container`'s main process started as `process`: its recent output
+    /// starts over.
+    pub fn main_started(&mut self, container: &str, process: u32) {
+        let main = self.mains.entry(container.to_string()).or_default();
+        *main = Main {
+            process: Some(process),
+            ..Main::default()
+        };
+    }
+
+    /// The container whose main process is `process`.
+    pub fn main_of(&self, process: u32) -> Option<&str> {
+        self.mains
+            .iter()
+            .find(|(_, m)| m.process == Some(process))
+            .map(|(c, _)| c.as_str())
+    }
+
+    /// Whether anyone is attached to `container`.
+    pub fn has_attached(&self, container: &str) -> bool {
+        self.attached.values().any(|a| a.container == container)
     }
 
     /// Whether `process` is a known exec process.
@@ -115,23 +166,28 @@ impl Router {
         self.execs.contains_key(&process)
     }
 
-    /// Main-process output: a copy for every attached client.
-    pub fn main_output(&mut self, stream: StdStream, bytes: &[u8]) {
-        self.recent.push_back((stream, bytes.to_vec()));
-        self.recent_bytes += bytes.len();
-        while self.recent_bytes > RECENT_OUTPUT_BYTES {
-            match self.recent.pop_front() {
-                Some((_, old)) => self.recent_bytes -= old.len(),
+    /// Output of `container`'s main process: a copy for every client
+    /// attached to it.
+    pub fn main_output(&mut self, container: &str, stream: StdStream, bytes: &[u8]) {
+        let main = self.mains.entry(container.to_string()).or_default();
+        main.recent.push_back((stream, bytes.to_vec()));
+        main.recent_bytes += bytes.len();
+        while main.recent_bytes > RECENT_OUTPUT_BYTES {
+            match main.recent.pop_front() {
+                Some((_, old)) => main.recent_bytes -= old.len(),
                 None => break,
             }
         }
+        let process = main.process.unwrap_or(MAIN_PROCESS);
         self.attached.retain(|_, a| {
-            a.tx.send(Frame::Data {
-                process: MAIN_PROCESS,
-                stream,
-                bytes: bytes.to_vec(),
-            })
-            .is_ok()
+            a.container != container
+                || a.tx
+                    .send(Frame::Data {
+                        process,
+                        stream,
+                        bytes: bytes.to_vec(),
+                    })
+                    .is_ok()
         });
     }
 
@@ -261,9 +317,12 @@ impl Router {
         }
     }
 
-    /// A frame from attached client `client` for the main process.
+    /// A frame from attached client `client` for its container's main
+    /// process (nothing while that process does not run).
     pub fn on_attached_input(&mut self, client: u32, frame: Frame) -> Option<Frame> {
         let attached = self.attached.get(&client)?;
+        let main = self.mains.get_mut(&attached.container)?;
+        let process = main.process?;
         match frame {
             Frame::Data {
                 stream: StdStream::Stdin,
@@ -271,13 +330,13 @@ impl Router {
                 ..
             } if attached.stdin => {
                 let len = bytes.len() as u32;
-                if self.main_in_flight.saturating_add(len) > STREAM_WINDOW_BYTES {
+                if main.in_flight.saturating_add(len) > STREAM_WINDOW_BYTES {
                     tracing::warn!(client, "attached client outran the stdin credit: dropped");
                     return None;
                 }
-                self.main_in_flight += len;
+                main.in_flight += len;
                 Some(Frame::Data {
-                    process: MAIN_PROCESS,
+                    process,
                     stream: StdStream::Stdin,
                     bytes,
                 })
@@ -286,46 +345,70 @@ impl Router {
                 stream: StdStream::Stdin,
                 ..
             } if attached.stdin => Some(Frame::Eof {
-                process: MAIN_PROCESS,
+                process,
                 stream: StdStream::Stdin,
             }),
             Frame::Control(Message::Host(HostMessage::Resize { size, .. })) => {
-                Some(to_guest(HostMessage::Resize {
-                    process: MAIN_PROCESS,
-                    size,
-                }))
+                Some(to_guest(HostMessage::Resize { process, size }))
             }
             Frame::Control(Message::Host(HostMessage::Signal { signal, .. })) => {
-                Some(to_guest(HostMessage::Signal {
-                    process: MAIN_PROCESS,
-                    signal,
-                }))
+                Some(to_guest(HostMessage::Signal { process, signal }))
             }
             _ => None,
         }
     }
 
-    /// The main process ended: attached clients learn its exit code.
-    pub fn main_exited(&mut self, exit_code: i32) {
+    /// `container`'s main process ended (or never started): the clients
+    /// attached to it learn its exit code and are let go.
+    pub fn main_exited(&mut self, container: &str, exit_code: i32) {
+        let main = self.mains.entry(container.to_string()).or_default();
         let exited = Frame::Control(Message::Guest(GuestMessage::Exited {
-            process: MAIN_PROCESS,
+            process: main.process.take().unwrap_or(MAIN_PROCESS),
             exit_code,
         }));
-        for (_, a) in self.attached.drain() {
+        self.attached.retain(|_, a| {
+            if a.container != container {
+                return true;
+            }
             let _ = a.tx.send(exited.clone());
-        }
+            false
+        });
     }
 
-    /// The guest returned stdin credit of the main process.
-    pub fn main_stdin_credit(&mut self, bytes: u32) {
-        self.main_in_flight = self.main_in_flight.saturating_sub(bytes);
+    /// The guest returned stdin credit of `container`'s main process.
+    pub fn main_stdin_credit(&mut self, container: &str, bytes: u32) {
+        let Some(main) = self.mains.get_mut(container) else {
+            return;
+        };
+        main.in_flight = main.in_flight.saturating_sub(bytes);
         let credit = Frame::Credit {
-            process: MAIN_PROCESS,
+            process: main.process.unwrap_or(MAIN_PROCESS),
             stream: StdStream::Stdin,
             bytes,
         };
-        self.attached
-            .retain(|_, a| !a.stdin || a.tx.send(credit.clone()).is_ok());
+        self.attached.retain(|_, a| {
+            a.container != container || !a.stdin || a.tx.send(credit.clone()).is_ok()
+        });
+    }
+
+    /// The VM is gone: every exec client is let go (its connection ends,
+    /// which it sees as the box stopping), main processes are forgotten.
+    /// Attached clients stay for a restart unless `detach_attached`.
+    pub fn vm_ended(&mut self, detach_attached: bool) {
+        self.execs.clear();
+        for main in self.mains.values_mut() {
+            main.process = None;
+            main.in_flight = 0;
+        }
+        if detach_attached {
+            self.attached.clear();
+        }
+    }
+
+    /// `container` left the sandbox: its attached clients are let go.
+    pub fn forget(&mut self, container: &str) {
+        self.attached.retain(|_, a| a.container != container);
+        self.mains.remove(container);
     }
 
     /// Client `id` went away (exec or attached). Returns frames for the
@@ -365,5 +448,5 @@ impl Router {
 }
 
 #[cfg(test)]
-#[path = "mux_tests.rs"]
+#[path = "router_tests.rs"]
 mod tests;

@@ -145,12 +145,56 @@ fn exit_forgets_the_process_and_attach_replays_recent_output() {
     assert_eq!(a.try_recv().unwrap(), exited);
     assert!(!r.is_exec(2));
 
-    r.main_output(StdStream::Stdout, b"prompt$ ");
+    r.main_started("c", MAIN_PROCESS);
+    r.main_output("c", StdStream::Stdout, b"prompt$ ");
     let (tx, mut rx) = unbounded_channel();
-    r.attach(3, tx, false, true);
+    r.attach("c", 3, tx, false, true);
     assert_eq!(rx.try_recv().unwrap(), data_bytes(b"prompt$ "));
-    r.main_output(StdStream::Stdout, b"x");
+    r.main_output("c", StdStream::Stdout, b"x");
     assert_eq!(rx.try_recv().unwrap(), data_bytes(b"x"));
+    // Another container's output is not this client's.
+    r.main_output("d", StdStream::Stdout, b"y");
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn attached_clients_follow_their_container_only() {
+    let mut r = Router::default();
+    let (tx_a, mut a) = unbounded_channel();
+    let (tx_b, mut b) = unbounded_channel();
+    // Attached before the main process starts (a container still booting).
+    r.attach("a", 10, tx_a, true, false);
+    r.attach("b", 11, tx_b, true, false);
+    let stdin = data(0, StdStream::Stdin, 3);
+    assert_eq!(
+        r.on_attached_input(10, stdin.clone()),
+        None,
+        "nothing runs yet"
+    );
+    r.main_started("a", 7);
+    r.main_started("b", 9);
+    assert_eq!(r.main_of(9), Some("b"));
+    assert!(matches!(
+        r.on_attached_input(10, stdin.clone()),
+        Some(Frame::Data { process: 7, .. })
+    ));
+    assert!(matches!(
+        r.on_attached_input(11, stdin),
+        Some(Frame::Data { process: 9, .. })
+    ));
+    r.main_exited("a", 3);
+    assert_eq!(
+        a.try_recv().unwrap(),
+        Frame::Control(Message::Guest(GuestMessage::Exited {
+            process: 7,
+            exit_code: 3
+        }))
+    );
+    assert!(!r.has_attached("a"));
+    assert!(r.has_attached("b"));
+    assert!(b.try_recv().is_err());
+    r.vm_ended(true);
+    assert!(!r.has_attached("b"));
 }
 
 fn data_bytes(b: &[u8]) -> Frame {
