@@ -217,7 +217,16 @@ fn diff_and_export_work_on_stopped_and_running_boxes() {
         &["sh", "-c", "echo r > /running; sleep 600"],
     );
     b.wait_for(&id, 60, |v| v["State"]["Status"] == "running");
-    let diff = ok(&b.cli(&["diff", &id]));
+    // "running" is said once the main process starts; its first write
+    // follows a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let diff = loop {
+        let diff = ok(&b.cli(&["diff", &id]));
+        if diff.contains("A /running\n") || std::time::Instant::now() > deadline {
+            break diff;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(diff.contains("A /running\n"), "{diff}");
     // To stdout, read by tar from a pipe.
     let sh = format!("{} export {id} | tar tf -", common::bin().display());
