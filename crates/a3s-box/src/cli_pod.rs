@@ -8,7 +8,7 @@ use crate::cli::{Format, PsArgs};
 #[derive(Debug, Subcommand)]
 pub enum PodCommand {
     /// Create a pod: one VM its containers share (booted at its start).
-    Create(PodCreateArgs),
+    Create(Box<PodCreateArgs>),
     /// List pods.
     #[command(alias = "list")]
     Ls(PodLsArgs),
@@ -45,6 +45,9 @@ pub struct PodCreateArgs {
     /// Accelerator: auto, kvm or tcg.
     #[arg(long, env = "A3S_BOX_ACCEL", default_value = "auto")]
     pub accel: String,
+    /// The pod's network (its containers share it), as `run` takes it.
+    #[command(flatten)]
+    pub network: crate::cli::RunNetworkArgs,
 }
 
 /// `pod ls`.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::{ok, rootfs, stderr, stdout, TestHome};
 use network_fixtures::{
-    assert_nothing_survives, http_get, http_server, netd_pid, processes_of, tcp_query_printf,
-    tftp_server, TestDns, HOST_GATEWAY,
+    assert_nothing_survives, http_get, http_server, netd_pid, tcp_query_printf, tftp_server,
+    TestDns, HOST_GATEWAY,
 };
 
 /// `run --rm` of a small busybox box with `extra` flags running `script`.

@@ -13,8 +13,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::OnceCell;
 
 use super::vmm::{BootedVm, Companions, SandboxVmm, VmControl, VmEvent, VmRequest};
-use crate::network::dataplane::{BoxIdentity, PreparedNetwork};
 use crate::config::EngineConfig;
+use crate::network::dataplane::{BoxIdentity, PreparedNetwork};
 use crate::rootfs;
 use crate::storage::plan::plan as plan_storage;
 use crate::storage::virtiofs;

@@ -16,7 +16,7 @@ use crate::cli_pod::{PodCommand, PodCreateArgs, PodLsArgs};
 /// Run a pod verb.
 pub async fn dispatch(command: PodCommand) -> Result<u8> {
     match command {
-        PodCommand::Create(args) => create(args),
+        PodCommand::Create(args) => create(*args),
         PodCommand::Ls(args) => ls(args),
         PodCommand::Ps(mut args) => {
             args.pod = true;
@@ -83,6 +83,7 @@ where
 fn create(args: PodCreateArgs) -> Result<u8> {
     let sandbox = SandboxSpec {
         hostname: args.hostname,
+        network: super::run::network_spec(&args.network)?,
         resources: Resources {
             vcpus: args.cpus,
             memory_mib: parse_memory(&args.memory)?,

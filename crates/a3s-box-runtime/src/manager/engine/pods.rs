@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use a3s_box_core::event::{Event, EventAction, EventType};
-use a3s_box_core::spec::{BoxSpec, Mount, SandboxSpec};
+use a3s_box_core::spec::{BoxSpec, Mount, NetworkSpec, SandboxSpec};
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 use serde::Serialize;
@@ -175,6 +175,13 @@ impl Engine {
                 )));
             }
         }
+        if spec.sandbox.network != NetworkSpec::default() {
+            return Err(BoxError::Invalid(format!(
+                "a container of pod {} shares the pod's network: give -p, --network, --dns, \
+                 --add-host and --egress-allow to `pod create`",
+                pod.config.name
+            )));
+        }
         // The pod's VM is the sandbox: its resources, hostname and network.
         spec.sandbox = SandboxSpec {
             pod: Some(pod.config.id.clone()),
@@ -190,6 +197,7 @@ impl Engine {
         req.sandbox
             .validate()
             .map_err(|e| BoxError::Invalid(e.for_cli().to_string()))?;
+        crate::network::dataplane::check_spec(&self.config, &req.sandbox.network)?;
         let id = crate::manager::new_box_id().map_err(|e| BoxError::io("generate pod id", e))?;
         let pods = self.boxes.pods();
         let record = pods.create(id, req.name, req.labels, req.sandbox)?;

@@ -169,14 +169,12 @@ fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> std::io::Resu
 /// One direction: `src` → pipe → `dst`, then pass the end on.
 async fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<()> {
     let (r, w) = pipe()?;
-    let src_fd = src.as_raw_fd();
     let dst_fd = dst.as_raw_fd();
     loop {
-        // SAFETY (both): the streams own these descriptors for the whole call.
         let n = src
             .async_io(Interest::READABLE, || {
                 splice(
-                    unsafe { BorrowedFd::borrow_raw(src_fd) },
+                    std::os::fd::AsFd::as_fd(src),
                     borrowed(&w),
                     PIPE_BYTES as usize,
                 )
@@ -196,11 +194,7 @@ async fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<()> {
         while left > 0 {
             left -= dst
                 .async_io(Interest::WRITABLE, || {
-                    splice(
-                        borrowed(&r),
-                        unsafe { BorrowedFd::borrow_raw(dst_fd) },
-                        left,
-                    )
+                    splice(borrowed(&r), std::os::fd::AsFd::as_fd(dst), left)
                 })
                 .await?;
         }
@@ -255,7 +249,7 @@ async fn udp(host: UdpSocket, target: Target) {
                 continue;
             }
         };
-        if !flows.contains_key(&peer) {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = flows.entry(peer) {
             let Some(fd) = target.connect(Protocol::Udp).await else {
                 continue;
             };
@@ -268,14 +262,11 @@ async fn udp(host: UdpSocket, target: Target) {
             };
             let inside = Arc::new(inside);
             let task = tokio::spawn(udp_back(inside.clone(), host.clone(), peer));
-            flows.insert(
-                peer,
-                Flow {
-                    inside,
-                    last: Instant::now(),
-                    task,
-                },
-            );
+            vacant.insert(Flow {
+                inside,
+                last: Instant::now(),
+                task,
+            });
         }
         if let Some(flow) = flows.get_mut(&peer) {
             flow.last = Instant::now();

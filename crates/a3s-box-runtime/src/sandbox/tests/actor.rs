@@ -32,6 +32,7 @@ fn options(command: &[&str], stdin: bool) -> RunOptions {
         tty: false,
         storage: Default::default(),
         builtin: false,
+        network: None,
     }
 }
 
