@@ -368,22 +368,5 @@ fn a_cli_killed_during_run_d_leaves_no_half_made_box() {
     b.assert_no_boxes_left();
     // No supervisor or VM of this home survives `rm -f` (QEMU follows its
     // killed shim within moments).
-    let home = b.home.path().display().to_string();
-    let survivors = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", &home])
-            .output()
-            .unwrap()
-            .stdout
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !survivors().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let left = survivors();
-    assert!(
-        left.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left)
-    );
+    b.assert_no_process_left(10);
 }

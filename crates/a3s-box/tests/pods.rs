@@ -132,20 +132,7 @@ fn two_containers_share_a_vm_and_its_loopback_but_not_their_roots_or_pids() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!pid_alive(vm), "the pod's QEMU survived pod rm -f");
-    let home = b.home.path().display().to_string();
-    // The default network's helper (and its pasta) stays for its grace
-    // period by design, for the next box; it leaves with the home.
-    let left = std::process::Command::new("pgrep")
-        .args(["-af", &home])
-        .output()
-        .unwrap()
-        .stdout;
-    let left: Vec<_> = String::from_utf8_lossy(&left)
-        .lines()
-        .filter(|l| !l.contains("a3s-box-netd") && !l.contains("pasta"))
-        .map(str::to_string)
-        .collect();
-    assert!(left.is_empty(), "left running: {left:#?}");
+    b.assert_no_process_left(0);
     b.assert_no_boxes_left();
 }
 

@@ -44,30 +44,8 @@ fn assert_explained(b: &TestHome, o: &Output, fragments: &[&str]) -> String {
     );
     assert_eq!(common::stdout(&b.cli(&["ps", "-aq"])), "", "a box is left");
     b.assert_no_boxes_left();
-    assert_no_process_of(b);
+    b.assert_no_process_left(5);
     err
-}
-
-/// No process (QEMU, a daemon, a fake QEMU) has the test home in its
-/// command line.
-fn assert_no_process_of(b: &TestHome) {
-    let home = b.home.path().display().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let found = std::process::Command::new("pgrep")
-            .args(["-f", &home])
-            .output()
-            .unwrap();
-        if !found.status.success() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "processes left: {}",
-            common::stdout(&found)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 /// An executable shell script in the test home.
@@ -258,7 +236,7 @@ fn debug_logging_shows_the_qemu_command_line_and_its_output() {
         "the output in the log and in the error: {err}"
     );
     b.assert_no_boxes_left();
-    assert_no_process_of(&b);
+    b.assert_no_process_left(5);
 }
 
 #[test]
@@ -287,5 +265,5 @@ fn a_detached_box_that_cannot_start_ends_run_with_125() {
         "{v:#}"
     );
     assert_eq!(b.cli(&["rm", "-f", id.trim()]).status.code(), Some(0));
-    assert_no_process_of(&b);
+    b.assert_no_process_left(5);
 }

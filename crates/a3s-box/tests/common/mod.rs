@@ -93,6 +93,28 @@ impl TestHome {
             .unwrap_or_default();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+
+    /// Wait up to `secs` until no process of this home (a shim, QEMU, a
+    /// daemon) runs. A network's helper (`a3s-box-netd`) is not counted:
+    /// it stays for its grace period by design, for the next box, and
+    /// leaves with the home (`tests/network.rs` checks it goes).
+    pub fn assert_no_process_left(&self, secs: u64) {
+        let home = self.home.path().display().to_string();
+        let left = || -> Vec<String> {
+            let o = Command::new("pgrep").args(["-af", &home]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.contains("a3s-box-netd"))
+                .map(str::to_string)
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !left().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let left = left();
+        assert!(left.is_empty(), "processes left: {left:#?}");
+    }
 }
 
 pub fn stdout(o: &Output) -> String {
