@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A/B benchmark of two builds of a3s-box, side by side in one run: the
+# pre-change build ("old", a checkout of an earlier commit built with
+# `make setup`) against this tree ("new"). Each build boots its own assets
+# (guest-init and the protocol change between versions). For every figure the
+# rounds interleave old and new, so drift in a shared machine hits both alike.
+#
+#   boot     a3s-box run --rm --rootfs R -- /bin/true        (bench/boot.sh's "box")
+#   exec     a3s-box exec BOX true into a running box          (bench/exec.sh)
+#   run -d   until the workload runs; stop -t 0; rm            (bench/lifecycle.sh)
+#
+# The new side runs with NEW_OPTS (default `--network none`: the old build
+# had no network, so the engine is compared with the engine; the network's
+# own cost is bench/network.sh's). Prints each median and new/old. The engine issue's target: no figure worse
+# than 5 % (new/old <= 1.05).
+#
+# usage: bench/ab.sh OLD_TREE [ROUNDS]      (FIGURES="boot exec" to measure only some)
+#   e.g. git worktree add /tmp/a3s-old <commit> && make -C /tmp/a3s-old setup
+#        bench/ab.sh /tmp/a3s-old 15
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+old_tree="$(realpath "${1:?usage: bench/ab.sh OLD_TREE [ROUNDS]}")"
+rounds="${2:-15}"
+command -v hyperfine >/dev/null || { echo "ab.sh: hyperfine missing: scripts/install-deps.sh --bench" >&2; exit 1; }
+for tree in "$old_tree" "$PWD"; do
+    for need in target/release/a3s-box target/release/a3s-box-shim target/share/a3s-box/initramfs.cpio \
+        target/share/a3s-box/vmlinux target/share/a3s-box/rootfs-busybox/bin/busybox; do
+        [[ -e "$tree/$need" ]] || { echo "ab.sh: $tree/$need missing: make setup there" >&2; exit 1; }
+    done
+done
+
+work="$(mktemp -d /tmp/a3s-bench-ab.XXXXXX)"
+rootfs="$PWD/target/share/a3s-box/rootfs-busybox"
+opts="--cpus 1 --memory 256m --rootfs $rootfs"
+new_opts="$opts ${NEW_OPTS---network none}"
+# run_as SIDE CMD...: the side's binary with its own home and assets.
+side_env() {
+    local side="$1" tree="$old_tree"
+    [[ "$side" == new ]] && tree="$PWD"
+    echo "A3S_HOME=$work/$side A3S_BOX_ASSETS=$tree/target/share/a3s-box $tree/target/release/a3s-box"
+}
+old="$(side_env old)"
+new="$(side_env new)"
+cleanup() {
+    for side in old new; do
+        sh -c "$(side_env $side) rm -f \$($(side_env $side) ps -aq 2>/dev/null) >/dev/null 2>&1" || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+figures="${FIGURES:-boot exec run-d stop rm}"
+wanted() { [[ " $figures " == *" $1 "* ]]; }
+measure() { # NAME PREPARE_OLD PREPARE_NEW CMD_OLD CMD_NEW
+    local name="$1" i
+    wanted "$name" || return 0
+    for i in $(seq "$rounds"); do
+        hyperfine -N -r 1 --style none --export-json "$work/$name-$i.json" \
+            --prepare "$2" -n old "$4" --prepare "$3" -n new "$5" >/dev/null
+    done
+}
+
+# boot
+measure boot "true" "true" "sh -c '$old run --rm $opts -- /bin/true'" "sh -c '$new run --rm $new_opts -- /bin/true'"
+# exec into one running box per side
+if wanted exec; then
+    sh -c "$old run -d --name ab-exec $opts -- sleep 3600" >/dev/null
+    sh -c "$new run -d --name ab-exec $new_opts -- sleep 3600" >/dev/null
+fi
+measure exec "true" "true" "sh -c '$old exec ab-exec true'" "sh -c '$new exec ab-exec true'"
+sh -c "$old rm -f ab-exec; $new rm -f ab-exec" >/dev/null 2>&1 || true
+# run -d, stop, rm
+clean() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; true'"; }
+measure run-d "$(clean "$old")" "$(clean "$new")" \
+    "sh -c '$old run -d $opts -- sleep 600'" "sh -c '$new run -d $new_opts -- sleep 600'"
+prep_stop() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- sleep 600 >/dev/null'"; }
+measure stop "$(prep_stop "$old" "$opts")" "$(prep_stop "$new" "$new_opts")" "sh -c '$old stop -t 0 b'" "sh -c '$new stop -t 0 b'"
+prep_rm() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- true >/dev/null; $1 wait b >/dev/null'"; }
+measure rm "$(prep_rm "$old" "$opts")" "$(prep_rm "$new" "$new_opts")" "sh -c '$old rm b'" "sh -c '$new rm b'"
+
+python3 - "$work" <<'PY'
+import glob, json, os, statistics, sys
+work = sys.argv[1]
+print(f"{'figure':<8} {'old (s)':>9} {'new (s)':>9} {'new/old':>8}")
+for name in ["boot", "exec", "run-d", "stop", "rm"]:
+    t = {"old": [], "new": []}
+    if not glob.glob(os.path.join(work, f"{name}-*.json")):
+        continue
+    for path in glob.glob(os.path.join(work, f"{name}-*.json")):
+        for r in json.load(open(path))["results"]:
+            t[r["command"]].extend(r["times"])
+    o, n = statistics.median(t["old"]), statistics.median(t["new"])
+    print(f"{name:<8} {o:>9.4f} {n:>9.4f} {n / o:>8.3f}")
+PY
