@@ -10,19 +10,17 @@
 //! reads it next.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use a3s_box_core::spec::{rules, SandboxSpec};
 use a3s_box_core::status::BoxStatus;
 use a3s_box_core::time::now_rfc3339;
 use a3s_box_core::{BoxError, Result};
-use nix::fcntl::{Flock, FlockArg};
-use serde::de::DeserializeOwned;
+use nix::fcntl::FlockArg;
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
-use crate::state::{shim_alive, write_atomic};
+use crate::state::{find_by_key, lock_file as lock, read_json, shim_alive, write_json};
 
 /// A pod's configuration file in its directory.
 pub const POD_FILE: &str = "pod.json";
@@ -99,38 +97,6 @@ impl PodRecord {
 #[derive(Debug, Clone)]
 pub struct PodStore {
     pods: PathBuf,
-}
-
-fn lock(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| BoxError::io(format!("open {}", path.display()), e))?;
-    Flock::lock(file, arg)
-        .map_err(|(_, e)| BoxError::io(format!("lock {}", path.display()), e.into()))
-}
-
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes =
-        std::fs::read(path).map_err(|e| BoxError::io(format!("read {}", path.display()), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        BoxError::io(
-            format!("parse {}", path.display()),
-            std::io::Error::other(e),
-        )
-    })
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| {
-        BoxError::io(
-            format!("encode {}", path.display()),
-            std::io::Error::other(e),
-        )
-    })?;
-    write_atomic(path, &bytes)
 }
 
 impl PodStore {
@@ -261,28 +227,7 @@ impl PodStore {
     /// Find a pod by id, unique id prefix, or name.
     pub fn get(&self, key: &str) -> Result<PodRecord> {
         let all = self.list()?;
-        if let Some(p) = all
-            .iter()
-            .find(|p| p.config.id == key || p.config.name == key)
-        {
-            return Ok(p.clone());
-        }
-        let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
-        let matches: Vec<&PodRecord> = all
-            .iter()
-            .filter(|p| hex && p.config.id.starts_with(key))
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(BoxError::not_found("pod", key)),
-            many => Err(BoxError::Invalid(format!(
-                "pod id prefix {key:?} is ambiguous: it matches {}",
-                many.iter()
-                    .map(|p| p.short_id())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+        find_by_key(&all, key, "pod", |p| (&p.config.id, &p.config.name)).cloned()
     }
 
     /// Read-modify-write a pod's state under its lock.

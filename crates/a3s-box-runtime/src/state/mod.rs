@@ -172,6 +172,39 @@ pub struct BoxStore {
 use files::lock;
 pub(crate) use files::lock as lock_file;
 
+/// The one of `all` whose full id or name is `key`, else the one whose id
+/// starts with `key` (hex digits only); `what` names the kind ("box",
+/// "pod") in the errors. `id_name` gives an item's id and name.
+pub(crate) fn find_by_key<'a, T>(
+    all: &'a [T],
+    key: &str,
+    what: &'static str,
+    id_name: impl Fn(&T) -> (&str, &str),
+) -> Result<&'a T> {
+    if let Some(exact) = all.iter().find(|t| {
+        let (id, name) = id_name(t);
+        id == key || name == key
+    }) {
+        return Ok(exact);
+    }
+    let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let matches: Vec<&T> = all
+        .iter()
+        .filter(|t| hex && id_name(t).0.starts_with(key))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(BoxError::not_found(what, key)),
+        many => Err(BoxError::Invalid(format!(
+            "{what} id prefix {key:?} is ambiguous: it matches {}",
+            many.iter()
+                .map(|t| &id_name(t).0[..12.min(id_name(t).0.len())])
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Whether a shim holds `dir`'s shim lock.
 pub fn shim_alive(dir: &Path) -> bool {
     match File::open(dir.join(SHIM_LOCK)) {
@@ -354,31 +387,7 @@ impl BoxStore {
     /// Find a box by full id, unique id prefix, or name.
     pub fn get(&self, key: &str) -> Result<BoxRecord> {
         let all = self.list_unlocked()?;
-        if let Some(r) = all
-            .iter()
-            .find(|r| r.config.id == key || r.config.name == key)
-        {
-            return Ok(r.clone());
-        }
-        let matches: Vec<&BoxRecord> =
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Vec::new()
-            } else {
-                all.iter()
-                    .filter(|r| r.config.id.starts_with(key))
-                    .collect()
-            };
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(BoxError::not_found("box", key)),
-            many => Err(BoxError::Invalid(format!(
-                "box id prefix {key:?} is ambiguous: it matches {}",
-                many.iter()
-                    .map(|r| r.short_id())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+        find_by_key(&all, key, "box", |r| (&r.config.id, &r.config.name)).cloned()
     }
 
     /// Read-modify-write a box's state under its lock.
