@@ -59,12 +59,14 @@ pub fn run() -> ! {
     if let Err(e) = seed::add_entropy(&spec.entropy) {
         warning!("{e}");
     }
-    if let Some(network) = &spec.network {
-        if let Err(e) = net::configure(network) {
-            power::fatal(Some(&port), &e.to_string());
-        }
-        debug!("network configured");
-    }
+    // The interfaces are configured while the first container is made
+    // (the virtio-net link comes up meanwhile); its main process starts
+    // only once they are.
+    let network_ready = spec.network.clone().map(|network| {
+        std::thread::Builder::new()
+            .name("net-config".into())
+            .spawn(move || net::configure(&network))
+    });
     if let Err(e) = container::open_self_exe() {
         warning!("built-in helpers unavailable: {e}");
     }
@@ -92,6 +94,15 @@ pub fn run() -> ! {
             power::fatal(Some(session.port()), &e.to_string());
         }
         debug!("container {} created", first.id);
+    }
+    match network_ready {
+        None => {}
+        Some(Err(e)) => power::fatal(Some(session.port()), &format!("configure the network: {e}")),
+        Some(Ok(thread)) => match thread.join() {
+            Ok(Ok(())) => debug!("network configured"),
+            Ok(Err(e)) => power::fatal(Some(session.port()), &e.to_string()),
+            Err(_) => power::fatal(Some(session.port()), "configuring the network panicked"),
+        },
     }
     if let Some(main) = main {
         session.start_main(&main);
