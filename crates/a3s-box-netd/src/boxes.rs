@@ -13,7 +13,8 @@ use a3s_box_core::event::{Event, EventAction, EventType};
 use a3s_box_core::spec::Protocol;
 use a3s_box_core::{BoxError, Result};
 use a3s_box_runtime::network::dataplane::wire::{
-    AttachRequest, Attachment, ConnectRequest, HOST_GATEWAY, NETWORK_MTU, PROTOCOL_VERSION,
+    AttachRequest, Attachment, ConnectRequest, RenameRequest, HOST_GATEWAY, NETWORK_MTU,
+    PROTOCOL_VERSION,
 };
 use a3s_box_runtime::network::dns::resolv::DNS_PORT;
 use a3s_box_runtime::network::dns::{ClientPolicy, Directory, DnsObserver, HostEntry};
@@ -299,6 +300,24 @@ impl Boxes {
             tracing::warn!("release the address of {}: {e}", short(box_id));
         }
         tracing::info!(box_id = short(box_id), ip = %gone.lease.ipv4, "detached");
+    }
+
+    /// An attached box has a new name: its DNS records follow (aliases
+    /// are per attachment and stay).
+    pub fn rename(&self, req: &RenameRequest) -> Result<()> {
+        check_version(req.version)?;
+        let mut table = self.table();
+        let attached = table.get_mut(&req.box_id).ok_or_else(|| {
+            BoxError::NotRunning(format!(
+                "box {} is not on network {}",
+                short(&req.box_id),
+                self.network.name
+            ))
+        })?;
+        attached.name = req.name.clone();
+        self.directory.rename(&req.box_id, &req.name);
+        tracing::info!(box_id = short(&req.box_id), name = %req.name, "renamed");
+        Ok(())
     }
 
     /// A socket connected, from inside the namespace, to an attached

@@ -277,6 +277,13 @@ async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
                 }
             }
         }
+        Ok(Request::Rename(req)) => {
+            let reply = match boxes.rename(&req) {
+                Ok(()) => Reply::Renamed,
+                Err(e) => Reply::Error(WireError::from(&e)),
+            };
+            let _ = send(&conn, &reply, None).await;
+        }
         Ok(Request::Connect(req)) => match boxes.connect(&req).await {
             Ok(fd) => {
                 let _ = send(&conn, &Reply::Connected, Some(fd.as_fd())).await;

@@ -620,3 +620,38 @@ fn killed_supervisors_vms_and_helpers_leave_nothing_behind() {
         .unwrap_or_default();
     assert!(!leases.contains("box_id"), "{leases}");
 }
+
+#[test]
+fn connect_disconnect_and_rename_follow_running_boxes() {
+    let home = TestHome::new();
+    let dns = TestDns::start(&[]);
+    let dns_ip = dns.addr.to_string();
+    ok(&home.cli(&["network", "create", "meet"]));
+    let alpha = web_box(
+        &home,
+        &["--name", "alpha", "--network", "meet", "--dns", &dns_ip],
+        "alpha",
+    );
+    let beta = web_box(
+        &home,
+        &["--name", "beta", "--network", "meet", "--dns", &dns_ip],
+        "beta",
+    );
+    // What alpha sees of `names`: the body, or `no-NAME`.
+    let from_alpha = |names: &[&str]| {
+        let script: String = names
+            .iter()
+            .map(|n| format!("timeout 5 wget -qO- http://{n}/ || echo no-{n}; "))
+            .collect();
+        ok(&home.cli(&["exec", &alpha, "sh", "-c", &script]))
+    };
+    // beta's server may still be starting.
+    let first = eventually(20, || Some(from_alpha(&["beta"])).filter(|o| o == "beta\n"));
+    assert_eq!(first.as_deref(), Some("beta\n"));
+    // A running box renamed: the new name resolves at once, the old not.
+    ok(&home.cli(&["rename", "beta", "gamma"]));
+    assert_eq!(from_alpha(&["gamma", "beta"]), "beta\nno-beta\n");
+    for id in [&alpha, &beta] {
+        ok(&home.cli(&["rm", "-f", id]));
+    }
+}

@@ -19,8 +19,8 @@ use a3s_box_core::{BoxError, Result};
 
 use super::seqpacket::SeqPacket;
 use super::wire::{
-    decode, encode, AttachRequest, Attachment, ConnectRequest, Reply, Request, NETD_LOG,
-    NETD_SOCKET, PROTOCOL_VERSION,
+    decode, encode, AttachRequest, Attachment, ConnectRequest, RenameRequest, Reply, Request,
+    NETD_LOG, NETD_SOCKET, PROTOCOL_VERSION,
 };
 use crate::config::EngineConfig;
 use crate::launch::{Environment, HelperSpec, Lifetime, Stdio};
@@ -139,6 +139,29 @@ pub async fn connect(
             std::io::Error::other("the network's helper went away"),
         )),
         Err(e) => Err(BoxError::io(what(), e)),
+    }
+}
+
+/// Tell the helper at `socket` that the box is now called `name` (its DNS
+/// records there follow). A network whose helper is not running has no
+/// records to change: that is not an error.
+pub async fn rename(socket: &Path, box_id: &str, name: &str) -> Result<()> {
+    let bytes = encode(&Request::Rename(RenameRequest {
+        version: PROTOCOL_VERSION,
+        box_id: box_id.to_string(),
+        name: name.to_string(),
+    }));
+    let what = "rename the box on its network";
+    match exchange(socket, &bytes).await {
+        Ok(Some((Reply::Renamed, _, _))) => Ok(()),
+        Ok(Some((Reply::Error(e), _, _))) => Err(e.into()),
+        Ok(Some((other, _, _))) => Err(BoxError::io(
+            what,
+            std::io::Error::other(format!("unexpected reply {other:?}")),
+        )),
+        Ok(None) => Ok(()),
+        Err(e) if is_absent(&e) => Ok(()),
+        Err(e) => Err(BoxError::io(what, e)),
     }
 }
 

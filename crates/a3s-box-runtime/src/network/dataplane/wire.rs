@@ -11,6 +11,9 @@
 //! - [`Request::Connect`] → [`Reply::Connected`] with a socket connected
 //!   from inside the network's namespace to the box's port (one per
 //!   published-port connection or UDP flow); the connection is then closed.
+//! - [`Request::Rename`] → [`Reply::Renamed`]: the box's DNS name on the
+//!   network follows `rename` (any client may ask; the connection is then
+//!   closed).
 //! - Any error → [`Reply::Error`] (the error's kind and message).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any change: a helper and a supervisor of different versions
 /// refuse each other (the helper of a network restarts with its last box).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The helper's socket in the network's directory.
 pub const NETD_SOCKET: &str = "netd.sock";
 /// The helper holds this flock(2) for its whole life: one helper per network.
@@ -48,6 +51,20 @@ pub enum Request {
     Attach(AttachRequest),
     /// Connect to a port of an attached box.
     Connect(ConnectRequest),
+    /// An attached box has a new name.
+    Rename(RenameRequest),
+}
+
+/// [`Request::Rename`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The box (attached to this network).
+    pub box_id: String,
+    /// Its new name.
+    pub name: String,
 }
 
 /// [`Request::Attach`].
@@ -116,6 +133,8 @@ pub enum Reply {
     Attached(Attachment),
     /// The socket is attached.
     Connected,
+    /// The box answers to its new name.
+    Renamed,
     /// The request failed.
     Error(WireError),
 }
