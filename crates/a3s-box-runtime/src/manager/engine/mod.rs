@@ -50,12 +50,14 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod network;
 mod pods;
 mod session;
 mod storage;
 
 pub use crate::network::store::NetworkCreate;
+pub use connect::NetworkConnect;
 pub use network::NetworkView;
 pub use pods::{PodContainer, PodCreate, PodInspect, PodSummary};
 pub use session::{ExecRequest, MainProcess, Session};
