@@ -1,13 +1,14 @@
 //! Links and addresses by rtnetlink, in the helper's own namespace: the
 //! bridge (`RTM_NEWLINK` of kind `bridge`), its address (`RTM_NEWADDR`),
-//! and a TAP's MTU, master and state (`RTM_NEWLINK` on an index). Raw
+//! a TAP's MTU, master and state (`RTM_NEWLINK` on an index), and a
+//! spare TAP's parking and move to another namespace (`IFLA_NET_NS_FD`). Raw
 //! messages on a `NETLINK_ROUTE` socket, each acknowledged: no `ip` is
 //! forked, and errors come back as the kernel's errno.
 
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 // <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>
 const NLMSG_ERROR: u16 = 2;
@@ -23,6 +24,7 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -129,6 +131,20 @@ pub fn index(name: &str) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(index)
+}
+
+/// Whether `netns` is the caller's own network namespace (moving a link
+/// there would be a no-op that ignores the new name).
+pub fn is_own_netns(netns: BorrowedFd<'_>) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/thread-self/ns/net")?;
+    let given = std::fs::File::from(netns.try_clone_to_owned()?).metadata()?;
+    Ok(own.ino() == given.ino() && own.dev() == given.dev())
+}
+
+/// A descriptor of the caller's network namespace.
+pub fn own_netns() -> io::Result<OwnedFd> {
+    Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
 }
 
 impl Rtnl {
@@ -241,6 +257,25 @@ impl Rtnl {
         if let Some(master) = change.master {
             msg.attr(IFLA_MASTER, &master.to_ne_bytes());
         }
+        self.call(msg)
+    }
+
+    /// Take link `index` down and off its bridge (a TAP being parked).
+    pub fn park(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, 0, libc::IFF_UP as u32));
+        msg.attr(IFLA_MASTER, &0u32.to_ne_bytes());
+        self.call(msg)
+    }
+
+    /// Move link `index` (down) into the namespace `netns` under `name`;
+    /// in this namespace already, only rename it.
+    pub fn move_to(&mut self, index: u32, netns: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        let name = c_name(name)?;
+        let mut msg = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, 0, 0));
+        if !is_own_netns(netns)? {
+            msg.attr(IFLA_NET_NS_FD, &(netns.as_raw_fd() as u32).to_ne_bytes());
+        }
+        msg.attr(IFLA_IFNAME, &name);
         self.call(msg)
     }
 

@@ -459,25 +459,34 @@ fn the_egress_allow_list_allows_what_it_names_and_refuses_the_rest() {
         ["tcp53-elsewhere-refused", "dot-refused", "metadata-refused"],
         "{s:?}"
     );
-    // The denied attempts are events.
-    let o = home.cli(&[
-        "events",
-        "--since",
-        "10m",
-        "--until",
-        "0s",
-        "--filter",
-        "event=egress-denied",
-        "--format",
-        "json",
-    ]);
-    let events = ok(&o);
-    for want in [
+    // The denied attempts are events (the helper reports the denied
+    // connections when the box leaves, which may be just after `run`
+    // returned).
+    let wanted = [
         "other.test".to_string(),
         format!("{HOST_GATEWAY}:{other}/tcp"),
         format!("{HOST_GATEWAY}:853/tcp"),
         "169.254.169.254:80/tcp".to_string(),
-    ] {
+    ];
+    let read_events = || {
+        ok(&home.cli(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            "0s",
+            "--filter",
+            "event=egress-denied",
+            "--format",
+            "json",
+        ]))
+    };
+    let events = eventually(10, || {
+        let events = read_events();
+        wanted.iter().all(|w| events.contains(w)).then_some(events)
+    })
+    .unwrap_or_else(read_events);
+    for want in wanted {
         assert!(
             events.contains(&want),
             "no egress_denied for {want}:\n{events}"
@@ -621,22 +630,30 @@ fn killed_supervisors_vms_and_helpers_leave_nothing_behind() {
     assert!(!leases.contains("box_id"), "{leases}");
 }
 
+/// The networks `inspect` shows for `key`, sorted.
+fn networks_of(home: &TestHome, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = home.inspect(key)["NetworkSettings"]["Networks"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[test]
 fn connect_disconnect_and_rename_follow_running_boxes() {
     let home = TestHome::new();
     let dns = TestDns::start(&[]);
     let dns_ip = dns.addr.to_string();
     ok(&home.cli(&["network", "create", "meet"]));
+    ok(&home.cli(&["network", "create", "third"]));
     let alpha = web_box(
         &home,
         &["--name", "alpha", "--network", "meet", "--dns", &dns_ip],
         "alpha",
     );
-    let beta = web_box(
-        &home,
-        &["--name", "beta", "--network", "meet", "--dns", &dns_ip],
-        "beta",
-    );
+    // beta starts on the default network: alpha cannot see it.
+    let beta = web_box(&home, &["--name", "beta", "--dns", &dns_ip], "beta");
     // What alpha sees of `names`: the body, or `no-NAME`.
     let from_alpha = |names: &[&str]| {
         let script: String = names
@@ -645,12 +662,41 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
             .collect();
         ok(&home.cli(&["exec", &alpha, "sh", "-c", &script]))
     };
+    assert_eq!(from_alpha(&["beta"]), "no-beta\n");
+    // A running box joins: by name, alias and short id at once.
+    let started = Instant::now();
+    ok(&home.cli(&["network", "connect", "--alias", "bee", "meet", "beta"]));
+    let connect_took = started.elapsed();
+    assert_eq!(networks_of(&home, "beta"), ["default", "meet"]);
+    let beta_ip = home.inspect("beta")["NetworkSettings"]["Networks"]["meet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = &beta[..12];
     // beta's server may still be starting.
-    let first = eventually(20, || Some(from_alpha(&["beta"])).filter(|o| o == "beta\n"));
-    assert_eq!(first.as_deref(), Some("beta\n"));
+    let seen = eventually(20, || {
+        Some(from_alpha(&["beta", "bee", short])).filter(|o| o == "beta\nbeta\nbeta\n")
+    });
+    assert_eq!(seen.as_deref(), Some("beta\nbeta\nbeta\n"), "after connect");
+    // Its one spare is taken: a third network is refused, nothing changes.
+    let o = home.cli(&["network", "connect", "third", "beta"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no spare NIC left"), "{}", stderr(&o));
+    assert_eq!(networks_of(&home, "beta"), ["default", "meet"]);
     // A running box renamed: the new name resolves at once, the old not.
     ok(&home.cli(&["rename", "beta", "gamma"]));
     assert_eq!(from_alpha(&["gamma", "beta"]), "beta\nno-beta\n");
+    // It leaves: neither its names nor its address answer any more.
+    ok(&home.cli(&["network", "disconnect", "meet", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["default"]);
+    assert_eq!(
+        from_alpha(&["gamma", "bee", &beta_ip]),
+        format!("no-gamma\nno-bee\nno-{beta_ip}\n")
+    );
+    // Its NIC is a spare again: it can join another network.
+    ok(&home.cli(&["network", "connect", "third", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["default", "third"]);
+    eprintln!("network connect of a running box took {connect_took:?}");
     for id in [&alpha, &beta] {
         ok(&home.cli(&["rm", "-f", id]));
     }

@@ -182,6 +182,10 @@ impl Companions for VmCompanions {
     fn failure(&self) -> Option<BoxError> {
         self.network.failure()
     }
+
+    fn network(&mut self) -> Option<&mut PreparedNetwork> {
+        Some(&mut self.network)
+    }
 }
 
 /// The one QMP connection of a VM (QEMU serves one client at a time):

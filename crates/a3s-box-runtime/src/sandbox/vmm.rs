@@ -104,6 +104,12 @@ pub trait Companions: Send + Sync {
     fn failure(&self) -> Option<BoxError> {
         None
     }
+
+    /// The VM's networks, which `network connect`/`disconnect` change
+    /// while it runs (`None`: a VMM without a network data plane).
+    fn network(&mut self) -> Option<&mut crate::network::dataplane::PreparedNetwork> {
+        None
+    }
 }
 
 impl Companions for () {}

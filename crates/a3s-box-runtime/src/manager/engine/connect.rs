@@ -5,12 +5,13 @@
 
 use std::net::Ipv4Addr;
 
+use a3s_box_core::event::{Event, EventAction, EventType};
 use a3s_box_core::spec::{NetworkAttachment, NetworkMode, NetworkSpec};
-use a3s_box_core::status::BoxStatus;
 use a3s_box_core::{BoxError, Result};
 
 use super::Engine;
 use crate::network::store::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
+use crate::sandbox::rpc::Request;
 use crate::state::{shim_alive, BoxRecord};
 
 /// What `network connect` asks beyond the network and the box.
@@ -126,7 +127,13 @@ impl Engine {
         let name = record.config.name.clone();
         let spec = connected(&record.config.spec.sandbox.network, &name, &net, &req)?;
         crate::network::dataplane::check_spec(&self.config, &spec)?;
-        self.edit_network(&record, spec).await
+        let live = Request::NetworkConnect {
+            network: net.name.clone(),
+            spec: spec.clone(),
+        };
+        self.edit_network(&record, spec, live).await?;
+        self.record_network_event(EventAction::Connect, &net, &record);
+        Ok(())
     }
 
     /// `network disconnect NET BOX`.
@@ -142,24 +149,45 @@ impl Engine {
         refuse_pods(&record)?;
         let name = record.config.name.clone();
         let spec = disconnected(&record.config.spec.sandbox.network, &name, &net)?;
-        self.edit_network(&record, spec).await
+        let live = Request::NetworkDisconnect {
+            network: net.name.clone(),
+            spec: spec.clone(),
+        };
+        self.edit_network(&record, spec, live).await?;
+        self.record_network_event(EventAction::Disconnect, &net, &record);
+        Ok(())
     }
 
-    /// Tell the box's supervisor (if it has one: it may run the box now or
-    /// later), then write the spec.
-    async fn edit_network(&self, record: &BoxRecord, spec: NetworkSpec) -> Result<()> {
-        if shim_alive(&record.dir)
-            && matches!(record.state.status, BoxStatus::Running | BoxStatus::Paused)
-        {
-            return Err(BoxError::Unavailable(format!(
-                "box {} is running: connecting a running box is not built yet; stop it first",
-                record.config.name
-            )));
+    /// Tell the box's supervisor (if it has one: it runs the box now, or
+    /// will restart it), then write the spec.
+    async fn edit_network(
+        &self,
+        record: &BoxRecord,
+        spec: NetworkSpec,
+        live: Request,
+    ) -> Result<()> {
+        if shim_alive(&record.dir) {
+            match self.boxes.client(record).await {
+                Ok(mut client) => {
+                    client.call(live).await?;
+                }
+                // It ended meanwhile: the spec is all there is.
+                Err(_) if !shim_alive(&record.dir) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.boxes.store().update_spec(record, |s| {
             s.sandbox.network = spec;
             Ok(())
         })
+    }
+
+    fn record_network_event(&self, action: EventAction, net: &NetworkRecord, record: &BoxRecord) {
+        self.events.record(
+            &Event::now(EventType::Network, action, &net.id)
+                .with("name", &net.name)
+                .with("container", &record.config.id),
+        );
     }
 }
 
