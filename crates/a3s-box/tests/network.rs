@@ -696,6 +696,22 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
     // Its NIC is a spare again: it can join another network.
     ok(&home.cli(&["network", "connect", "third", "gamma"]));
     assert_eq!(networks_of(&home, "gamma"), ["default", "third"]);
+    // Leaving and joining again the network where spares park.
+    ok(&home.cli(&["network", "disconnect", "default", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["third"]);
+    ok(&home.cli(&["network", "connect", "default", "gamma"]));
+    // The spec follows: a restart boots on both networks.
+    ok(&home.cli(&["restart", "-t", "1", "gamma"]));
+    let v = home.wait_for("gamma", 30, |v| v["State"]["Status"] == "running");
+    let nets = &v["NetworkSettings"]["Networks"];
+    for net in ["default", "third"] {
+        assert!(
+            nets[net]["IPAddress"]
+                .as_str()
+                .is_some_and(|ip| !ip.is_empty()),
+            "{net}: {v:#}"
+        );
+    }
     eprintln!("network connect of a running box took {connect_took:?}");
     for id in [&alpha, &beta] {
         ok(&home.cli(&["rm", "-f", id]));
