@@ -347,4 +347,62 @@ mod tests {
         assert_eq!(again, Err(Some(libc::EEXIST)), "a second br0 is refused");
         assert!(listening, "the address is the namespace's");
     }
+
+    /// A TAP (held open, as QEMU holds a box's) made in one new namespace
+    /// moves into another under a new name, and is renamed in place when
+    /// the "other" namespace is its own.
+    #[test]
+    fn a_tap_moves_between_namespaces_and_is_renamed() {
+        use std::os::fd::AsFd;
+        use std::sync::mpsc;
+        // The target namespace: a thread that waits until told to look.
+        let (ns_tx, ns_rx) = mpsc::channel();
+        let (look_tx, look_rx) = mpsc::channel::<()>();
+        let target = std::thread::spawn(move || {
+            // SAFETY: only this thread's network namespace changes.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let _ = ns_tx.send(None);
+                return None;
+            }
+            let _ = ns_tx.send(Some(own_netns().unwrap()));
+            look_rx.recv().ok()?;
+            Some(index("a3smoved").is_ok())
+        });
+        let Some(target_ns) = ns_rx.recv().unwrap() else {
+            eprintln!("skipped: no network namespaces");
+            return;
+        };
+        let source = std::thread::spawn(move || {
+            // SAFETY: only this thread's network namespace changes.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            let Ok(tap) = crate::tap::create("a3pspare0") else {
+                return None;
+            };
+            let mut rtnl = Rtnl::open().unwrap();
+            let own = own_netns().unwrap();
+            assert!(is_own_netns(own.as_fd()).unwrap());
+            assert!(!is_own_netns(target_ns.as_fd()).unwrap());
+            // In place first: only the name changes.
+            let i = index("a3pspare0").unwrap();
+            rtnl.move_to(i, own.as_fd(), "a3pspare1").unwrap();
+            assert!(index("a3pspare1").is_ok() && index("a3pspare0").is_err());
+            rtnl.park(i).unwrap();
+            rtnl.move_to(i, target_ns.as_fd(), "a3smoved").unwrap();
+            let gone_here = index("a3pspare1").is_err();
+            Some((tap, gone_here))
+        })
+        .join()
+        .unwrap();
+        let Some((_tap, gone_here)) = source else {
+            eprintln!("skipped: no TAP devices");
+            drop(look_tx);
+            let _ = target.join();
+            return;
+        };
+        look_tx.send(()).unwrap();
+        assert!(gone_here, "the TAP left its namespace");
+        assert_eq!(target.join().unwrap(), Some(true), "it arrived, renamed");
+    }
 }
