@@ -80,6 +80,7 @@ impl SandboxVmm for QemuVmm {
             id: &req.id,
             name: req.name.as_deref(),
             dir: &req.dir,
+            spare_nics: req.spare_nics,
         };
         let mut network = PreparedNetwork::prepare(engine, who, req.network.as_ref()).await?;
         let mut fs_mounts = storage.fs_mounts.clone();

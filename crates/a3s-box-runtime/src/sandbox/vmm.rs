@@ -52,6 +52,8 @@ pub struct VmRequest {
     pub name: Option<String>,
     /// Its networks (`None`: loopback only).
     pub network: Option<a3s_box_core::spec::NetworkSpec>,
+    /// Spare NICs to boot with (`network connect` while it runs).
+    pub spare_nics: u8,
 }
 
 /// A started VM, before anyone spoke to its guest.

@@ -53,6 +53,9 @@ use crate::vmm::qemu::provider::PassFd;
 
 /// QEMU gets the TAPs from this descriptor number on.
 pub const FIRST_TAP_FD: RawFd = 20;
+/// Most NICs a box has, spares included (a spare's name holds its slot in
+/// one hex digit).
+const MAX_NICS: usize = 16;
 
 /// Who the box is, for its networks.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +66,8 @@ pub struct BoxIdentity<'a> {
     pub name: Option<&'a str>,
     /// Its directory (where [`state::NETWORK_STATE_FILE`] goes).
     pub dir: &'a Path,
+    /// Spare NICs to boot with (parked in its first network's namespace).
+    pub spare_nics: u8,
 }
 
 /// One network the box is on.
@@ -182,8 +187,9 @@ impl PreparedNetwork {
         prepared.ports = ports::bind_ports(&ports::published(spec))?;
         let egress = egress_request(spec, &networks, host_gateway);
         let internal_only = networks.iter().all(|(n, _)| n.internal);
-        let spare_slots: Vec<usize> =
-            (networks.len()..networks.len() + usize::from(engine.network.spare_nics)).collect();
+        let spare_slots: Vec<usize> = (networks.len()..MAX_NICS.max(networks.len()))
+            .take(usize::from(who.spare_nics))
+            .collect();
         let mut spares = Vec::new();
         for (i, (net, attachment)) in networks.iter().enumerate() {
             let dir = store.network_dir(&net.name);
@@ -569,4 +575,21 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_macs_are_local_unicast_and_differ_by_slot_and_box() {
+        let a = "0123456789abcdef".repeat(4);
+        let b = "fedcba9876543210".repeat(4);
+        let mac = spare_mac(&a, 2);
+        assert_eq!(mac.0, [0x06, 0xa3, 0x01, 0x23, 0x45, 2]);
+        assert_eq!(mac.0[0] & 1, 0, "unicast");
+        assert_eq!(mac.0[0] & 2, 2, "locally administered");
+        assert_ne!(spare_mac(&a, 3), mac);
+        assert_ne!(spare_mac(&b, 2), mac);
+    }
 }

@@ -52,6 +52,8 @@ impl Actor {
                 control: self.control,
                 name: Some(pod.name.clone()),
                 network: Some(pod.sandbox.network.clone()),
+                // A pod's networks are set at pod create.
+                spare_nics: 0,
             });
         }
         let c = self.containers.values().next()?;
@@ -75,6 +77,7 @@ impl Actor {
                 .as_ref()
                 .filter(|_| !o.builtin)
                 .map(|(_, spec)| spec.clone()),
+            spare_nics: self.engine.network.spare_nics,
         })
     }
 
