@@ -367,14 +367,21 @@ fn a_cli_killed_during_run_d_leaves_no_half_made_box() {
     }
     b.assert_no_boxes_left();
     // No supervisor or VM of this home survives `rm -f` (QEMU follows its
-    // killed shim within moments).
+    // killed shim within moments). The default network's helper (and its
+    // pasta) stays for its grace period by design, for the next box; it
+    // leaves with the home.
     let home = b.home.path().display().to_string();
-    let survivors = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", &home])
+    let survivors = || -> Vec<u8> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-af", &home])
             .output()
             .unwrap()
-            .stdout
+            .stdout;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| !l.contains("a3s-box-netd") && !l.contains("pasta"))
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !survivors().is_empty() && Instant::now() < deadline {
