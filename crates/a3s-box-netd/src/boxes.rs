@@ -127,6 +127,14 @@ impl Boxes {
                 short(&req.box_id)
             )));
         }
+        if self.table().contains_key(&req.box_id) {
+            // Its TAP here is in use: never parked on this error.
+            return Err(BoxError::Conflict(format!(
+                "box {} is already on network {}",
+                short(&req.box_id),
+                self.network.name
+            )));
+        }
         let attached = self.attach_inner(&req);
         if attached.is_err() {
             if let (Some(spare), Some(ns)) = (&req.adopt, parking) {
@@ -141,13 +149,6 @@ impl Boxes {
 
     fn attach_inner(&self, req: &AttachRequest) -> Result<(Attachment, Vec<OwnedFd>)> {
         let req = req.clone();
-        if self.table().contains_key(&req.box_id) {
-            return Err(BoxError::Conflict(format!(
-                "box {} is already on network {}",
-                short(&req.box_id),
-                self.network.name
-            )));
-        }
         let lease = self.ipam.allocate(
             &req.box_id,
             LeaseRequest {

@@ -29,6 +29,14 @@ impl Actor {
             let _ = reply.send(Outcome::Error(e));
             return;
         }
+        if self.paused {
+            let e = BoxError::Conflict(
+                "the box is paused: its guest cannot configure an interface; unpause it first"
+                    .into(),
+            );
+            let _ = reply.send(Outcome::Error(e));
+            return;
+        }
         let engine = self.engine.clone();
         let live = match &mut self.vm {
             Vm::Up { running, .. } => match running.companions.network() {
