@@ -712,6 +712,12 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
             "{net}: {v:#}"
         );
     }
+    // Restarted with a spare again, under its new name.
+    ok(&home.cli(&["network", "connect", "meet", "gamma"]));
+    let seen = eventually(20, || {
+        Some(from_alpha(&["gamma"])).filter(|o| o == "beta\n")
+    });
+    assert_eq!(seen.as_deref(), Some("beta\n"), "after restart and connect");
     eprintln!("network connect of a running box took {connect_took:?}");
     for id in [&alpha, &beta] {
         ok(&home.cli(&["rm", "-f", id]));

@@ -70,7 +70,13 @@ impl Actor {
             storage: o.storage.clone(),
             image_share: None,
             control: self.control,
-            name: o.network.as_ref().and_then(|(name, _)| name.clone()),
+            // A box renamed while it ran boots under its new name.
+            name: self
+                .records
+                .as_ref()
+                .and_then(|r| r.store.load_dir(&c.setup.dir).ok())
+                .map(|r| r.config.container().name.clone())
+                .unwrap_or_else(|| o.network.as_ref().and_then(|(name, _)| name.clone())),
             // A stopped box's storage helpers need no network.
             network: o
                 .network
