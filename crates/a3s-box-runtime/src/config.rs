@@ -349,6 +349,12 @@ impl EngineConfig {
             self.network.host_gateway = on;
         }
         if let Some(n) = settings.spare_nics {
+            if n > MAX_SPARE_NICS {
+                return Err(BoxError::Invalid(format!(
+                    "{}: \"spare-nics\": {n}: at most {MAX_SPARE_NICS}",
+                    path.display()
+                )));
+            }
             self.network.spare_nics = n;
         }
         Ok(())
@@ -414,5 +420,22 @@ mod tests {
         std::fs::write(dir.path().join(HOME_CONFIG_FILE), "{").unwrap();
         let err = c.read_home_settings().unwrap_err();
         assert_eq!(err.kind(), a3s_box_core::ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn spare_nics_default_to_one_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EngineConfig::defaults(dir.path().into(), None, None);
+        assert_eq!(c.network.spare_nics, SPARE_NICS);
+        std::fs::write(dir.path().join(HOME_CONFIG_FILE), r#"{"spare-nics": 3}"#).unwrap();
+        c.read_home_settings().unwrap();
+        assert_eq!(c.network.spare_nics, 3);
+        std::fs::write(dir.path().join(HOME_CONFIG_FILE), r#"{"spare-nics": 9}"#).unwrap();
+        assert!(c.read_home_settings().is_err());
+        // A box directory's config from before the option reads as the default.
+        let mut v = serde_json::to_value(&c).unwrap();
+        v["network"].as_object_mut().unwrap().remove("spare_nics");
+        let old: EngineConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(old.network.spare_nics, SPARE_NICS);
     }
 }
