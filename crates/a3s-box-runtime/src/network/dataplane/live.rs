@@ -44,7 +44,7 @@ impl PreparedNetwork {
         })?;
         let Some(&slot) = self.parked.first() else {
             return Err(BoxError::Unavailable(format!(
-                "box {} has no spare NIC left ({} in use): a running box joins a network on a NIC it booted with; restart it to join at boot, or boot boxes with more spares (\"spare-nics\" in $A3S_HOME/config.json or A3S_BOX_SPARE_NICS, now {})",
+                "box {} has no spare NIC left ({} in use): a running box joins a network on a NIC it booted with; restart it to join at boot, or boot boxes with more spares (\"spare-nics\" in $A3S_HOME/config.json or A3S_BOX_SPARE_NICS, now {}; a VM has 8 virtio devices, its disks, shares and NICs come first)",
                 self.name,
                 self.slots.len(),
                 engine.network.spare_nics

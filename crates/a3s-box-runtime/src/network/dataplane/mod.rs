@@ -462,6 +462,15 @@ impl PreparedNetwork {
     }
 }
 
+/// How many NICs `spec`'s networks take (spares not counted).
+pub fn nic_count(spec: Option<&NetworkSpec>) -> usize {
+    match spec.map(|s| &s.mode) {
+        None | Some(NetworkMode::None) => 0,
+        Some(NetworkMode::Default) => 1,
+        Some(NetworkMode::Networks(list)) => list.len(),
+    }
+}
+
 /// What `create` and `run` check before anything is made: every network
 /// named exists, an `--ip` is a host address of its network, and the
 /// first network can give what `-p` and `host-gateway` need.
