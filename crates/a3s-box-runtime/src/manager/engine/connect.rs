@@ -131,7 +131,8 @@ impl Engine {
             network: net.name.clone(),
             spec: spec.clone(),
         };
-        self.edit_network(&record, spec, live).await?;
+        let edit = |s: &NetworkSpec| connected(s, &name, &net, &req);
+        self.edit_network(&record, live, edit).await?;
         self.record_network_event(EventAction::Connect, &net, &record);
         Ok(())
     }
@@ -153,18 +154,20 @@ impl Engine {
             network: net.name.clone(),
             spec: spec.clone(),
         };
-        self.edit_network(&record, spec, live).await?;
+        let edit = |s: &NetworkSpec| disconnected(s, &name, &net);
+        self.edit_network(&record, live, edit).await?;
         self.record_network_event(EventAction::Disconnect, &net, &record);
         Ok(())
     }
 
     /// Tell the box's supervisor (if it has one: it runs the box now, or
-    /// will restart it), then write the spec.
+    /// will restart it), then write the spec: `edit` applied to the spec
+    /// as stored now (another connect may have changed it meanwhile).
     async fn edit_network(
         &self,
         record: &BoxRecord,
-        spec: NetworkSpec,
         live: Request,
+        edit: impl FnOnce(&NetworkSpec) -> Result<NetworkSpec>,
     ) -> Result<()> {
         if shim_alive(&record.dir) {
             match self.boxes.client(record).await {
@@ -177,7 +180,7 @@ impl Engine {
             }
         }
         self.boxes.store().update_spec(record, |s| {
-            s.sandbox.network = spec;
+            s.sandbox.network = edit(&s.sandbox.network)?;
             Ok(())
         })
     }
