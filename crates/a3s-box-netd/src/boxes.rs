@@ -1,11 +1,14 @@
 //! The boxes on the network, as the helper keeps them: each one's lease
 //! (`network::ipam`), TAP, anti-spoofing elements, egress table
 //! (`network::egress`) and DNS records (`network::dns`). An attach makes
-//! all of them or none; a detach removes all of them.
+//! all of them or none; a detach removes all of them. Spare TAPs are made
+//! parked (down, off the bridge), lent to other namespaces, adopted from
+//! a lender and parked again on release (`network connect`/`disconnect`
+//! of a running box).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +16,8 @@ use a3s_box_core::event::{Event, EventAction, EventType};
 use a3s_box_core::spec::Protocol;
 use a3s_box_core::{BoxError, Result};
 use a3s_box_runtime::network::dataplane::wire::{
-    AttachRequest, Attachment, ConnectRequest, HOST_GATEWAY, NETWORK_MTU, PROTOCOL_VERSION,
+    is_spare_of, AttachRequest, Attachment, ConnectRequest, LendRequest, ReleaseRequest,
+    RenameRequest, HOST_GATEWAY, NETWORK_MTU, PROTOCOL_VERSION,
 };
 use a3s_box_runtime::network::dns::resolv::DNS_PORT;
 use a3s_box_runtime::network::dns::{ClientPolicy, Directory, DnsObserver, HostEntry};
@@ -107,17 +111,44 @@ impl Boxes {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Put a box on the network: lease, TAP, rules, names. Its TAP's
-    /// descriptor comes back with the attachment.
-    pub fn attach(&self, req: AttachRequest) -> Result<(Attachment, OwnedFd)> {
+    /// Put a box on the network: lease, TAP, rules, names. The
+    /// descriptors of its TAP (none when it was adopted) and of its spares
+    /// come back with the attachment. `parking`: where an adopted TAP goes
+    /// back if the attach fails.
+    pub fn attach(
+        &self,
+        req: AttachRequest,
+        parking: Option<BorrowedFd<'_>>,
+    ) -> Result<(Attachment, Vec<OwnedFd>)> {
         check_version(req.version)?;
+        if let Some(bad) = req.spares.iter().find(|n| !is_spare_of(&req.box_id, n)) {
+            return Err(BoxError::Invalid(format!(
+                "spare TAP name {bad} is not one of box {}",
+                short(&req.box_id)
+            )));
+        }
         if self.table().contains_key(&req.box_id) {
+            // Its TAP here is in use: never parked on this error.
             return Err(BoxError::Conflict(format!(
                 "box {} is already on network {}",
                 short(&req.box_id),
                 self.network.name
             )));
         }
+        let attached = self.attach_inner(&req);
+        if attached.is_err() {
+            if let (Some(spare), Some(ns)) = (&req.adopt, parking) {
+                let tap = rules::tap_name(&req.box_id);
+                if let Err(e) = park(&tap, ns, spare) {
+                    tracing::warn!("park {tap} again as {spare}: {e}");
+                }
+            }
+        }
+        attached
+    }
+
+    fn attach_inner(&self, req: &AttachRequest) -> Result<(Attachment, Vec<OwnedFd>)> {
+        let req = req.clone();
         let lease = self.ipam.allocate(
             &req.box_id,
             LeaseRequest {
@@ -126,8 +157,24 @@ impl Boxes {
             },
         )?;
         let tap_name = rules::tap_name(&req.box_id);
-        let made = self.plumb(&req, &lease, &tap_name);
-        let (tap, firewall) = match made {
+        let made = self
+            .plumb(&req, &lease, &tap_name)
+            .and_then(|(tap, firewall)| {
+                let mut fds: Vec<OwnedFd> = tap.into_iter().collect();
+                for spare in &req.spares {
+                    match make_spare(spare) {
+                        Ok(fd) => fds.push(fd),
+                        Err(e) => {
+                            if let Some(fw) = &firewall {
+                                let _ = fw.remove();
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok((fds, firewall))
+            });
+        let (fds, firewall) = match made {
             Ok(done) => done,
             Err(e) => {
                 let _ = self
@@ -195,6 +242,7 @@ impl Boxes {
             internal: self.network.internal,
             tap: tap_name.clone(),
             netd_pid: std::process::id(),
+            spares: req.spares.clone(),
         };
         tracing::info!(
             box_id = short(&req.box_id),
@@ -213,7 +261,7 @@ impl Boxes {
                 denied: HashMap::new(),
             },
         );
-        Ok((attachment, tap))
+        Ok((attachment, fds))
     }
 
     /// The TAP on the bridge, its anti-spoofing elements and its egress
@@ -223,19 +271,12 @@ impl Boxes {
         req: &AttachRequest,
         lease: &Lease,
         tap_name: &str,
-    ) -> Result<(OwnedFd, Option<Arc<Firewall>>)> {
-        let tap = match tap::create(tap_name) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                // A TAP of an earlier run whose descriptors are still
-                // being closed: take it down and make a new one.
-                if let Ok(stale) = rtnl::index(tap_name) {
-                    let _ = Rtnl::open().and_then(|mut r| r.del_link(stale));
-                }
-                tap::create(tap_name)
-            }
-            other => other,
-        }
-        .map_err(|e| BoxError::io(format!("create TAP {tap_name}"), e))?;
+    ) -> Result<(Option<OwnedFd>, Option<Arc<Firewall>>)> {
+        let tap = match &req.adopt {
+            // Lent by the parking helper: already here under its name.
+            Some(_) => None,
+            None => Some(self.make_tap(tap_name)?),
+        };
         let bridge = rtnl::index(BRIDGE).map_err(|e| BoxError::io("find the bridge", e))?;
         let index = rtnl::index(tap_name).map_err(|e| BoxError::io("find the TAP", e))?;
         Rtnl::open()
@@ -274,6 +315,77 @@ impl Boxes {
         Ok((tap, Some(Arc::new(firewall))))
     }
 
+    /// Make the TAP `tap_name`; its descriptor.
+    fn make_tap(&self, tap_name: &str) -> Result<OwnedFd> {
+        match tap::create(tap_name) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // A TAP of an earlier run whose descriptors are still
+                // being closed: take it down and make a new one.
+                if let Ok(stale) = rtnl::index(tap_name) {
+                    let _ = Rtnl::open().and_then(|mut r| r.del_link(stale));
+                }
+                tap::create(tap_name)
+            }
+            other => other,
+        }
+        .map_err(|e| BoxError::io(format!("create TAP {tap_name}"), e))
+    }
+
+    /// Move a parked spare of `req.box_id` into the namespace `to` under
+    /// `req.name` (`network connect` of a running box).
+    pub fn lend(&self, req: &LendRequest, to: BorrowedFd<'_>) -> Result<()> {
+        check_version(req.version)?;
+        if !is_spare_of(&req.box_id, &req.spare) {
+            return Err(BoxError::Invalid(format!(
+                "{} is not a spare NIC of box {}",
+                req.spare,
+                short(&req.box_id)
+            )));
+        }
+        let index = rtnl::index(&req.spare).map_err(|e| {
+            BoxError::NotRunning(format!(
+                "spare NIC {} of box {} is not parked on network {}: {e}",
+                req.spare,
+                short(&req.box_id),
+                self.network.name
+            ))
+        })?;
+        Rtnl::open()
+            .and_then(|mut r| r.move_to(index, to, &req.name))
+            .map_err(|e| BoxError::io(format!("lend spare NIC {}", req.spare), e))?;
+        tracing::info!(box_id = short(&req.box_id), spare = %req.spare, "lent");
+        Ok(())
+    }
+
+    /// Take the box off the network and park its TAP in the namespace `to`
+    /// as `req.spare` (`network disconnect` of a running box).
+    pub fn release(&self, box_id: &str, req: &ReleaseRequest, to: BorrowedFd<'_>) -> Result<()> {
+        check_version(req.version)?;
+        if !is_spare_of(box_id, &req.spare) {
+            return Err(BoxError::Invalid(format!(
+                "{} is not a spare NIC of box {}",
+                req.spare,
+                short(box_id)
+            )));
+        }
+        let tap = self
+            .table()
+            .get(box_id)
+            .map(|a| a.tap.clone())
+            .ok_or_else(|| {
+                BoxError::NotRunning(format!(
+                    "box {} is not on network {}",
+                    short(box_id),
+                    self.network.name
+                ))
+            })?;
+        self.detach(box_id);
+        park(&tap, to, &req.spare)
+            .map_err(|e| BoxError::io(format!("park TAP {tap} as {}", req.spare), e))?;
+        tracing::info!(box_id = short(box_id), spare = %req.spare, "released");
+        Ok(())
+    }
+
     /// Take a box off the network (nothing happens for a box not on it).
     pub fn detach(&self, box_id: &str) {
         let Some(gone) = self.table().remove(box_id) else {
@@ -299,6 +411,24 @@ impl Boxes {
             tracing::warn!("release the address of {}: {e}", short(box_id));
         }
         tracing::info!(box_id = short(box_id), ip = %gone.lease.ipv4, "detached");
+    }
+
+    /// An attached box has a new name: its DNS records follow (aliases
+    /// are per attachment and stay).
+    pub fn rename(&self, req: &RenameRequest) -> Result<()> {
+        check_version(req.version)?;
+        let mut table = self.table();
+        let attached = table.get_mut(&req.box_id).ok_or_else(|| {
+            BoxError::NotRunning(format!(
+                "box {} is not on network {}",
+                short(&req.box_id),
+                self.network.name
+            ))
+        })?;
+        attached.name = req.name.clone();
+        self.directory.rename(&req.box_id, &req.name);
+        tracing::info!(box_id = short(&req.box_id), name = %req.name, "renamed");
+        Ok(())
     }
 
     /// A socket connected, from inside the namespace, to an attached
@@ -392,6 +522,20 @@ impl Boxes {
         }
         seen.retain(|k, _| now.contains(k));
     }
+}
+
+/// A spare TAP `name`, parked: down, on no bridge (and not named like a
+/// box's TAP, so no guard applies: it carries nothing while down).
+fn make_spare(name: &str) -> Result<OwnedFd> {
+    tap::create(name).map_err(|e| BoxError::io(format!("create spare TAP {name}"), e))
+}
+
+/// Take TAP `tap` down, off the bridge, and into namespace `to` as `name`.
+fn park(tap: &str, to: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
+    let index = rtnl::index(tap)?;
+    let mut rtnl = Rtnl::open()?;
+    rtnl.park(index)?;
+    rtnl.move_to(index, to, name)
 }
 
 fn check_version(version: u32) -> Result<()> {

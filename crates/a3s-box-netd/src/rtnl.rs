@@ -1,13 +1,14 @@
 //! Links and addresses by rtnetlink, in the helper's own namespace: the
 //! bridge (`RTM_NEWLINK` of kind `bridge`), its address (`RTM_NEWADDR`),
-//! and a TAP's MTU, master and state (`RTM_NEWLINK` on an index). Raw
+//! a TAP's MTU, master and state (`RTM_NEWLINK` on an index), and a
+//! spare TAP's parking and move to another namespace (`IFLA_NET_NS_FD`). Raw
 //! messages on a `NETLINK_ROUTE` socket, each acknowledged: no `ip` is
 //! forked, and errors come back as the kernel's errno.
 
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 // <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>
 const NLMSG_ERROR: u16 = 2;
@@ -23,6 +24,7 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -129,6 +131,20 @@ pub fn index(name: &str) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(index)
+}
+
+/// Whether `netns` is the caller's own network namespace (moving a link
+/// there would be a no-op that ignores the new name).
+pub fn is_own_netns(netns: BorrowedFd<'_>) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/thread-self/ns/net")?;
+    let given = std::fs::File::from(netns.try_clone_to_owned()?).metadata()?;
+    Ok(own.ino() == given.ino() && own.dev() == given.dev())
+}
+
+/// A descriptor of the caller's network namespace.
+pub fn own_netns() -> io::Result<OwnedFd> {
+    Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
 }
 
 impl Rtnl {
@@ -244,6 +260,25 @@ impl Rtnl {
         self.call(msg)
     }
 
+    /// Take link `index` down and off its bridge (a TAP being parked).
+    pub fn park(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, 0, libc::IFF_UP as u32));
+        msg.attr(IFLA_MASTER, &0u32.to_ne_bytes());
+        self.call(msg)
+    }
+
+    /// Move link `index` (down) into the namespace `netns` under `name`;
+    /// in this namespace already, only rename it.
+    pub fn move_to(&mut self, index: u32, netns: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        let name = c_name(name)?;
+        let mut msg = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, 0, 0));
+        if !is_own_netns(netns)? {
+            msg.attr(IFLA_NET_NS_FD, &(netns.as_raw_fd() as u32).to_ne_bytes());
+        }
+        msg.attr(IFLA_IFNAME, &name);
+        self.call(msg)
+    }
+
     /// Delete link `index`.
     pub fn del_link(&mut self, index: u32) -> io::Result<()> {
         self.call(Msg::new(RTM_DELLINK, 0, &ifinfomsg(index, 0, 0)))
@@ -311,5 +346,63 @@ mod tests {
         };
         assert_eq!(again, Err(Some(libc::EEXIST)), "a second br0 is refused");
         assert!(listening, "the address is the namespace's");
+    }
+
+    /// A TAP (held open, as QEMU holds a box's) made in one new namespace
+    /// moves into another under a new name, and is renamed in place when
+    /// the "other" namespace is its own.
+    #[test]
+    fn a_tap_moves_between_namespaces_and_is_renamed() {
+        use std::os::fd::AsFd;
+        use std::sync::mpsc;
+        // The target namespace: a thread that waits until told to look.
+        let (ns_tx, ns_rx) = mpsc::channel();
+        let (look_tx, look_rx) = mpsc::channel::<()>();
+        let target = std::thread::spawn(move || {
+            // SAFETY: only this thread's network namespace changes.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let _ = ns_tx.send(None);
+                return None;
+            }
+            let _ = ns_tx.send(Some(own_netns().unwrap()));
+            look_rx.recv().ok()?;
+            Some(index("a3smoved").is_ok())
+        });
+        let Some(target_ns) = ns_rx.recv().unwrap() else {
+            eprintln!("skipped: no network namespaces");
+            return;
+        };
+        let source = std::thread::spawn(move || {
+            // SAFETY: only this thread's network namespace changes.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            let Ok(tap) = crate::tap::create("a3pspare0") else {
+                return None;
+            };
+            let mut rtnl = Rtnl::open().unwrap();
+            let own = own_netns().unwrap();
+            assert!(is_own_netns(own.as_fd()).unwrap());
+            assert!(!is_own_netns(target_ns.as_fd()).unwrap());
+            // In place first: only the name changes.
+            let i = index("a3pspare0").unwrap();
+            rtnl.move_to(i, own.as_fd(), "a3pspare1").unwrap();
+            assert!(index("a3pspare1").is_ok() && index("a3pspare0").is_err());
+            rtnl.park(i).unwrap();
+            rtnl.move_to(i, target_ns.as_fd(), "a3smoved").unwrap();
+            let gone_here = index("a3pspare1").is_err();
+            Some((tap, gone_here))
+        })
+        .join()
+        .unwrap();
+        let Some((_tap, gone_here)) = source else {
+            eprintln!("skipped: no TAP devices");
+            drop(look_tx);
+            let _ = target.join();
+            return;
+        };
+        look_tx.send(()).unwrap();
+        assert!(gone_here, "the TAP left its namespace");
+        assert_eq!(target.join().unwrap(), Some(true), "it arrived, renamed");
     }
 }

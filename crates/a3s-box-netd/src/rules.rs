@@ -20,8 +20,7 @@ use a3s_box_core::spec::MacAddr;
 pub const BRIDGE: &str = "br0";
 /// The uplink pasta makes.
 pub const UPLINK: &str = "up0";
-/// Prefix of every box TAP's name (`a3s` + 12 hex digits of the box id).
-pub const TAP_PREFIX: &str = "a3s";
+pub use a3s_box_runtime::network::dataplane::wire::{tap_name, TAP_PREFIX};
 
 /// The rules made when the namespace is: `internal` networks get no NAT
 /// and route nothing.
@@ -88,16 +87,6 @@ pub fn others(subnets: &[String]) -> String {
         );
     }
     out
-}
-
-/// The TAP name of a box.
-pub fn tap_name(box_id: &str) -> String {
-    let hex: String = box_id
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(12)
-        .collect();
-    format!("{TAP_PREFIX}{hex}")
 }
 
 fn guard_elements(tap: &str, mac: MacAddr, ip: Ipv4Addr) -> (String, String) {

@@ -244,12 +244,13 @@ async fn watch(
 }
 
 /// One supervisor's connection: one request, and for an attach the
-/// box's life.
+/// box's life (during which a release may come).
 async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
-    let request = match conn.recv().await {
-        Ok(Some((bytes, _))) => decode::<Request>(&bytes),
+    let (request, mut fds) = match conn.recv().await {
+        Ok(Some((bytes, fds))) => (decode::<Request>(&bytes), fds),
         _ => return,
     };
+    let fd = fds.pop();
     match request {
         Err(e) => {
             let _ = send(&conn, &Reply::Error(bad_request(e)), None).await;
@@ -257,17 +258,23 @@ async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
         Ok(Request::Attach(req)) => {
             let box_id = req.box_id.clone();
             let b = boxes.clone();
-            let attached = tokio::task::spawn_blocking(move || b.attach(req))
-                .await
-                .map_err(|e| a3s_box_core::BoxError::io("attach", std::io::Error::other(e)))
-                .and_then(|r| r);
+            let attached =
+                tokio::task::spawn_blocking(move || b.attach(req, fd.as_ref().map(|f| f.as_fd())))
+                    .await
+                    .map_err(|e| a3s_box_core::BoxError::io("attach", std::io::Error::other(e)))
+                    .and_then(|r| r);
             match attached {
-                Ok((attachment, tap)) => {
-                    let sent = send(&conn, &Reply::Attached(attachment), Some(tap.as_fd())).await;
-                    drop(tap);
+                Ok((attachment, taps)) => {
+                    let borrowed: Vec<BorrowedFd<'_>> = taps.iter().map(|t| t.as_fd()).collect();
+                    let sent = conn
+                        .send(&encode(&Reply::Attached(attachment)), &borrowed)
+                        .await;
+                    drop(borrowed);
+                    drop(taps);
                     if sent.is_ok() {
-                        // The box stays until its supervisor lets go.
-                        while let Ok(Some(_)) = conn.recv().await {}
+                        // The box stays until its supervisor lets go (or
+                        // asks for its TAP to be parked).
+                        held(&boxes, &box_id, &conn).await;
                     }
                     let b = boxes.clone();
                     let _ = tokio::task::spawn_blocking(move || b.detach(&box_id)).await;
@@ -276,6 +283,48 @@ async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
                     let _ = send(&conn, &Reply::Error(WireError::from(&e)), None).await;
                 }
             }
+        }
+        Ok(Request::Rename(req)) => {
+            let reply = match boxes.rename(&req) {
+                Ok(()) => Reply::Renamed,
+                Err(e) => Reply::Error(WireError::from(&e)),
+            };
+            let _ = send(&conn, &reply, None).await;
+        }
+        Ok(Request::Namespace(req)) => {
+            let own = check(req.version).and_then(|()| {
+                crate::rtnl::own_netns()
+                    .map_err(|e| a3s_box_core::BoxError::io("open the network namespace", e))
+            });
+            match own {
+                Ok(ns) => {
+                    let _ = send(&conn, &Reply::Namespace, Some(ns.as_fd())).await;
+                }
+                Err(e) => {
+                    let _ = send(&conn, &Reply::Error(WireError::from(&e)), None).await;
+                }
+            }
+        }
+        Ok(Request::Lend(req)) => {
+            let b = boxes.clone();
+            let lent = tokio::task::spawn_blocking(move || match fd {
+                Some(ns) => b.lend(&req, ns.as_fd()),
+                None => Err(no_namespace()),
+            })
+            .await
+            .map_err(|e| a3s_box_core::BoxError::io("lend", std::io::Error::other(e)))
+            .and_then(|r| r);
+            let reply = match lent {
+                Ok(()) => Reply::Lent,
+                Err(e) => Reply::Error(WireError::from(&e)),
+            };
+            let _ = send(&conn, &reply, None).await;
+        }
+        Ok(Request::Release(_)) => {
+            let e = a3s_box_core::BoxError::Invalid(
+                "release is asked on the box's attach connection".into(),
+            );
+            let _ = send(&conn, &Reply::Error(WireError::from(&e)), None).await;
         }
         Ok(Request::Connect(req)) => match boxes.connect(&req).await {
             Ok(fd) => {
@@ -286,6 +335,47 @@ async fn connection(boxes: Arc<Boxes>, conn: SeqPacket, _hold: Hold) {
             }
         },
     }
+}
+
+/// An attach connection while the box is on the network: a release parks
+/// its TAP (the connection may stay open, as a hold on this helper, whose
+/// namespace may park the box's spares); the end of the connection
+/// detaches the box.
+async fn held(boxes: &Arc<Boxes>, box_id: &str, conn: &SeqPacket) {
+    while let Ok(Some((bytes, mut fds))) = conn.recv().await {
+        let reply = match decode::<Request>(&bytes) {
+            Ok(Request::Release(req)) => {
+                let (b, id, fd) = (boxes.clone(), box_id.to_string(), fds.pop());
+                tokio::task::spawn_blocking(move || match fd {
+                    Some(ns) => b.release(&id, &req, ns.as_fd()),
+                    None => Err(no_namespace()),
+                })
+                .await
+                .map_err(|e| a3s_box_core::BoxError::io("release", std::io::Error::other(e)))
+                .and_then(|r| r)
+                .map_or_else(|e| Reply::Error(WireError::from(&e)), |()| Reply::Released)
+            }
+            Ok(_) => Reply::Error(WireError::from(&a3s_box_core::BoxError::Invalid(
+                "only a release may follow an attach".into(),
+            ))),
+            Err(e) => Reply::Error(bad_request(e)),
+        };
+        let _ = send(conn, &reply, None).await;
+    }
+}
+
+fn no_namespace() -> a3s_box_core::BoxError {
+    a3s_box_core::BoxError::Invalid("the request carries no namespace descriptor".into())
+}
+
+fn check(version: u32) -> a3s_box_core::Result<()> {
+    if version == a3s_box_runtime::network::dataplane::wire::PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(a3s_box_core::BoxError::Unavailable(format!(
+        "the network helper speaks version {} and a3s-box version {version}: install both from one build",
+        a3s_box_runtime::network::dataplane::wire::PROTOCOL_VERSION
+    )))
 }
 
 fn bad_request(e: std::io::Error) -> WireError {

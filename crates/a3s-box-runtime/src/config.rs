@@ -50,6 +50,9 @@ pub mod env {
     pub const PASTA: &str = "A3S_BOX_PASTA";
     /// Seconds every network's helper stays after its last box.
     pub const NETD_GRACE_SECS: &str = "A3S_BOX_NETD_GRACE_SECS";
+    /// Spare NICs each networked box boots with (`network connect` of a
+    /// running box takes one).
+    pub const SPARE_NICS: &str = "A3S_BOX_SPARE_NICS";
 }
 
 const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -113,6 +116,19 @@ pub struct NetworkSettings {
     /// Seconds the default network's helper stays after its last box (so
     /// a run after a run does not build the namespace again).
     pub default_grace_secs: u64,
+    /// Spare NICs every networked box boots with: `network connect` of a
+    /// running box takes one (QEMU's `microvm` has no hotplug).
+    #[serde(default = "default_spare_nics")]
+    pub spare_nics: u8,
+}
+
+/// Default of [`NetworkSettings::spare_nics`].
+pub const SPARE_NICS: u8 = 1;
+/// Most spare NICs a box may have.
+pub const MAX_SPARE_NICS: u8 = 8;
+
+fn default_spare_nics() -> u8 {
+    SPARE_NICS
 }
 
 /// Default of [`NetworkSettings::grace_secs`].
@@ -128,6 +144,7 @@ impl Default for NetworkSettings {
             host_gateway: true,
             grace_secs: NETD_GRACE_SECS,
             default_grace_secs: NETD_DEFAULT_GRACE_SECS,
+            spare_nics: SPARE_NICS,
         }
     }
 }
@@ -140,6 +157,9 @@ struct HomeSettings {
     /// `false`: no `host-gateway` (see [`NetworkSettings::host_gateway`]).
     #[serde(default, rename = "host-gateway")]
     host_gateway: Option<bool>,
+    /// See [`NetworkSettings::spare_nics`].
+    #[serde(default, rename = "spare-nics")]
+    spare_nics: Option<u8>,
 }
 
 impl EngineConfig {
@@ -254,6 +274,16 @@ impl EngineConfig {
             config.network.grace_secs = secs;
             config.network.default_grace_secs = secs;
         }
+        let spare_nics = text(env::SPARE_NICS)?
+            .map(|n| {
+                n.parse::<u8>().map_err(|_| {
+                    BoxError::Invalid(format!(
+                        "{}={n:?} is not a number of NICs (0 to {MAX_SPARE_NICS})",
+                        env::SPARE_NICS
+                    ))
+                })
+            })
+            .transpose()?;
         if let Some(list) = text(env::INSECURE_REGISTRIES)? {
             config.add_insecure_registries(list.split(','));
         }
@@ -266,6 +296,16 @@ impl EngineConfig {
             .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
             .collect();
         config.read_home_settings()?;
+        if let Some(n) = spare_nics {
+            config.network.spare_nics = n;
+        }
+        if config.network.spare_nics > MAX_SPARE_NICS {
+            return Err(BoxError::Invalid(format!(
+                "{} spare NICs: at most {MAX_SPARE_NICS} ({} or \"spare-nics\" in config.json)",
+                config.network.spare_nics,
+                env::SPARE_NICS
+            )));
+        }
         Ok(config)
     }
 
@@ -307,6 +347,15 @@ impl EngineConfig {
         self.add_insecure_registries(list.iter().map(String::as_str));
         if let Some(on) = settings.host_gateway {
             self.network.host_gateway = on;
+        }
+        if let Some(n) = settings.spare_nics {
+            if n > MAX_SPARE_NICS {
+                return Err(BoxError::Invalid(format!(
+                    "{}: \"spare-nics\": {n}: at most {MAX_SPARE_NICS}",
+                    path.display()
+                )));
+            }
+            self.network.spare_nics = n;
         }
         Ok(())
     }
@@ -371,5 +420,22 @@ mod tests {
         std::fs::write(dir.path().join(HOME_CONFIG_FILE), "{").unwrap();
         let err = c.read_home_settings().unwrap_err();
         assert_eq!(err.kind(), a3s_box_core::ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn spare_nics_default_to_one_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EngineConfig::defaults(dir.path().into(), None, None);
+        assert_eq!(c.network.spare_nics, SPARE_NICS);
+        std::fs::write(dir.path().join(HOME_CONFIG_FILE), r#"{"spare-nics": 3}"#).unwrap();
+        c.read_home_settings().unwrap();
+        assert_eq!(c.network.spare_nics, 3);
+        std::fs::write(dir.path().join(HOME_CONFIG_FILE), r#"{"spare-nics": 9}"#).unwrap();
+        assert!(c.read_home_settings().is_err());
+        // A box directory's config from before the option reads as the default.
+        let mut v = serde_json::to_value(&c).unwrap();
+        v["network"].as_object_mut().unwrap().remove("spare_nics");
+        let old: EngineConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(old.network.spare_nics, SPARE_NICS);
     }
 }

@@ -19,6 +19,40 @@ pub enum NetworkCommand {
     Rm(NetworkNamesArgs),
     /// Remove networks no box uses.
     Prune(NetworkPruneArgs),
+    /// Put a box on a network (a running box at once, a stopped one at
+    /// its next start).
+    Connect(NetworkConnectArgs),
+    /// Take a box off a network.
+    Disconnect(NetworkDisconnectArgs),
+}
+
+/// `network connect`.
+#[derive(Debug, Args)]
+pub struct NetworkConnectArgs {
+    /// More names the box answers to on the network.
+    #[arg(long = "alias", value_name = "NAME")]
+    pub aliases: Vec<String>,
+    /// Its address on the network (default: the next free one).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// The network (name or id).
+    pub network: String,
+    /// The box (name or id).
+    #[arg(value_name = "BOX")]
+    pub r#box: String,
+}
+
+/// `network disconnect`.
+#[derive(Debug, Args)]
+pub struct NetworkDisconnectArgs {
+    /// Accepted for Docker compatibility (a box is always taken off).
+    #[arg(short, long)]
+    pub force: bool,
+    /// The network (name or id).
+    pub network: String,
+    /// The box (name or id).
+    #[arg(value_name = "BOX")]
+    pub r#box: String,
 }
 
 /// `network create`.

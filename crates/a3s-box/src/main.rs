@@ -63,7 +63,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Kill(args) => block_on(lifecycle::kill(args))?,
         Command::Pause(args) => block_on(lifecycle::pause(args))?,
         Command::Unpause(args) => block_on(lifecycle::unpause(args))?,
-        Command::Rename(args) => lifecycle::rename(args),
+        Command::Rename(args) => block_on(lifecycle::rename(args))?,
         Command::Prune(_) => lifecycle::prune(false),
         Command::System(cli::SystemCommand::Prune(_)) => lifecycle::prune(true),
         Command::Rm(args) => block_on(lifecycle::rm(args))?,

@@ -624,3 +624,97 @@ fn killed_supervisors_vms_and_helpers_leave_nothing_behind() {
         .unwrap_or_default();
     assert!(!leases.contains("box_id"), "{leases}");
 }
+
+/// The networks `inspect` shows for `key`, sorted.
+fn networks_of(home: &TestHome, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = home.inspect(key)["NetworkSettings"]["Networks"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn connect_disconnect_and_rename_follow_running_boxes() {
+    let home = TestHome::new();
+    let dns = TestDns::start(&[]);
+    let dns_ip = dns.addr.to_string();
+    ok(&home.cli(&["network", "create", "meet"]));
+    ok(&home.cli(&["network", "create", "third"]));
+    let alpha = web_box(
+        &home,
+        &["--name", "alpha", "--network", "meet", "--dns", &dns_ip],
+        "alpha",
+    );
+    // beta starts on the default network: alpha cannot see it.
+    let beta = web_box(&home, &["--name", "beta", "--dns", &dns_ip], "beta");
+    // What alpha sees of `names`: the body, or `no-NAME`.
+    let from_alpha = |names: &[&str]| {
+        let script: String = names
+            .iter()
+            .map(|n| format!("timeout 5 wget -qO- http://{n}/ || echo no-{n}; "))
+            .collect();
+        ok(&home.cli(&["exec", &alpha, "sh", "-c", &script]))
+    };
+    assert_eq!(from_alpha(&["beta"]), "no-beta\n");
+    // A running box joins: by name, alias and short id at once.
+    let started = Instant::now();
+    ok(&home.cli(&["network", "connect", "--alias", "bee", "meet", "beta"]));
+    let connect_took = started.elapsed();
+    assert_eq!(networks_of(&home, "beta"), ["default", "meet"]);
+    let beta_ip = home.inspect("beta")["NetworkSettings"]["Networks"]["meet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = &beta[..12];
+    // beta's server may still be starting.
+    let seen = eventually(20, || {
+        Some(from_alpha(&["beta", "bee", short])).filter(|o| o == "beta\nbeta\nbeta\n")
+    });
+    assert_eq!(seen.as_deref(), Some("beta\nbeta\nbeta\n"), "after connect");
+    // Its one spare is taken: a third network is refused, nothing changes.
+    let o = home.cli(&["network", "connect", "third", "beta"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no spare NIC left"), "{}", stderr(&o));
+    assert_eq!(networks_of(&home, "beta"), ["default", "meet"]);
+    // A running box renamed: the new name resolves at once, the old not.
+    ok(&home.cli(&["rename", "beta", "gamma"]));
+    assert_eq!(from_alpha(&["gamma", "beta"]), "beta\nno-beta\n");
+    // It leaves: neither its names nor its address answer any more.
+    ok(&home.cli(&["network", "disconnect", "meet", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["default"]);
+    assert_eq!(
+        from_alpha(&["gamma", "bee", &beta_ip]),
+        format!("no-gamma\nno-bee\nno-{beta_ip}\n")
+    );
+    // Its NIC is a spare again: it can join another network.
+    ok(&home.cli(&["network", "connect", "third", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["default", "third"]);
+    // Leaving and joining again the network where spares park.
+    ok(&home.cli(&["network", "disconnect", "default", "gamma"]));
+    assert_eq!(networks_of(&home, "gamma"), ["third"]);
+    ok(&home.cli(&["network", "connect", "default", "gamma"]));
+    // The spec follows: a restart boots on both networks.
+    ok(&home.cli(&["restart", "-t", "1", "gamma"]));
+    let v = home.wait_for("gamma", 30, |v| v["State"]["Status"] == "running");
+    let nets = &v["NetworkSettings"]["Networks"];
+    for net in ["default", "third"] {
+        assert!(
+            nets[net]["IPAddress"]
+                .as_str()
+                .is_some_and(|ip| !ip.is_empty()),
+            "{net}: {v:#}"
+        );
+    }
+    // Restarted with a spare again, under its new name.
+    ok(&home.cli(&["network", "connect", "meet", "gamma"]));
+    let seen = eventually(20, || {
+        Some(from_alpha(&["gamma"])).filter(|o| o == "beta\n")
+    });
+    assert_eq!(seen.as_deref(), Some("beta\n"), "after restart and connect");
+    eprintln!("network connect of a running box took {connect_took:?}");
+    for id in [&alpha, &beta] {
+        ok(&home.cli(&["rm", "-f", id]));
+    }
+}

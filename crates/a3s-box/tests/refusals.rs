@@ -356,6 +356,14 @@ const NETWORK: &[Row] = &[
         "create --egress-allow a.b:0 --rootfs / -- true",
         "--egress-allow",
     ),
+    // Docker: "network nope not found".
+    row("network connect nope x", "no such network"),
+    row("network disconnect nope x", "no such network"),
+    // Docker: "No such container: nobox".
+    row("network connect default nobox", "no such box"),
+    row("network disconnect -f default nobox", "no such box"),
+    // Docker: "invalid IPv4 address: bogus".
+    row("network connect --ip bogus default x", "invalid --ip"),
     // Stricter: --add-host NAME:host-gateway with --network none has no
     // host to point at.
     row(
@@ -616,4 +624,95 @@ fn concurrent_removals_print_nothing_alarming() {
     assert!(lister.join().unwrap() > 0);
     assert_eq!(stdout(&home.cli(&["ps", "-a", "-q"])), "");
     home.assert_no_boxes_left();
+}
+
+/// `network connect` / `disconnect` on boxes that exist but cannot take
+/// the change: each refusal leaves the box's networks as they were; what
+/// Docker accepts on a created box edits its spec (no VM boots).
+#[test]
+fn network_connect_refusals_leave_the_spec_alone() {
+    let home = TestHome::new();
+    let cli = |argv: &str| {
+        let mut cmd = home.cmd();
+        cmd.args(words(argv));
+        bounded(cmd, Duration::from_secs(20))
+    };
+    let networks = |key: &str| -> Vec<String> {
+        let v = home.inspect(key);
+        let mut names: Vec<String> = v["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    for argv in [
+        "network create --subnet 10.99.7.0/24 meet",
+        "create --name b --rootfs / -- true",
+        "create --name m --network meet --rootfs / -- true",
+        "create --name n --network none --rootfs / -- true",
+    ] {
+        let o = cli(argv);
+        assert_eq!(o.status.code(), Some(0), "`{argv}`: {}", stderr(&o));
+    }
+    let before: Vec<Vec<String>> = ["b", "m", "n"].iter().map(|k| networks(k)).collect();
+    assert_eq!(before[0], ["default"]);
+    assert_eq!(before[1], ["meet"]);
+    assert!(before[2].is_empty(), "{before:?}");
+    let rows = [
+        // Docker: "container cannot be disconnected from host network or
+        // connected to host network" (none: the same refusal).
+        row("network connect meet n", "--network none"),
+        // Docker: "endpoint with name b already exists in network bridge".
+        row("network connect default b", "already on network default"),
+        row(
+            "network connect bridge m --alias x",
+            "user-defined networks only",
+        ),
+        // Docker: "invalid IP address: not in the subnet".
+        row(
+            "network connect --ip 10.1.2.3 meet b",
+            "not a host address of network meet",
+        ),
+        // Docker: "container b is not connected to network meet".
+        row("network disconnect meet b", "not on network meet"),
+        row("network disconnect meet n", "not on network meet"),
+        // Stricter: Docker leaves a box with no network at all.
+        row("network disconnect default b", "only network"),
+        row(
+            "network connect --alias 'bad name' meet b",
+            "network connect",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for row in &rows {
+        let o = cli(row.argv);
+        let err = stderr(&o);
+        if o.status.code() != Some(row.code) || !err.contains(row.says) || !o.stdout.is_empty() {
+            failures.push(format!(
+                "`{}`: exit {:?}, stderr {err:?} (want {:?})",
+                row.argv,
+                o.status.code(),
+                row.says
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let after: Vec<Vec<String>> = ["b", "m", "n"].iter().map(|k| networks(k)).collect();
+    assert_eq!(after, before, "refusals changed a spec");
+    // Accepted on created boxes: the spec changes, inspect shows it.
+    let o = cli("network connect --alias web meet b");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(networks("b"), ["default", "meet"]);
+    let v = home.inspect("b");
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["meet"]["Aliases"][0],
+        "web"
+    );
+    let o = cli("network disconnect default b");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(networks("b"), ["meet"]);
+    // A network a stopped box was connected to is in use.
+    let o = cli("network rm meet");
+    assert_eq!(o.status.code(), Some(125));
 }

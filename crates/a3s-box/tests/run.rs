@@ -418,6 +418,7 @@ fn a_guest_that_never_becomes_ready_times_out_with_the_console() {
 #[test]
 fn loopback_is_up_and_the_network_files_are_there_even_on_a_read_only_root() {
     let b = TestHome::new();
+    // No network: the box's own name is on loopback.
     let o = b.run(
         &["--read-only", "--hostname", "h1", "--network", "none"],
         &[

@@ -22,7 +22,7 @@ pub use frame::{
 };
 
 /// Version of the wire protocol; both sides must agree.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Name of the virtio-serial port carrying the protocol.
 pub const AGENT_PORT_NAME: &str = "a3s.agent";

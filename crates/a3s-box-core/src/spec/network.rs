@@ -496,7 +496,10 @@ impl NetworkSpec {
         for (i, net) in nets.iter().enumerate() {
             let at = |field: &str| format!("mode.networks[{i}].{field}");
             rules::check_name(&at("name"), "network", &net.name)?;
-            if RESERVED_NETWORK_NAMES.contains(&net.name.as_str()) {
+            // The default network may be one of several once a box on it
+            // is connected to another (`network connect`).
+            let joinable = net.name == "default" && nets.len() > 1;
+            if RESERVED_NETWORK_NAMES.contains(&net.name.as_str()) && !joinable {
                 return Err(SpecError::invalid(
                     at("name"),
                     &net.name,

@@ -99,6 +99,26 @@ impl Link {
         self.ioctl(libc::SIOCSIFFLAGS, &mut req)
     }
 
+    /// Take the interface down (its routes go).
+    pub fn down(&self) -> Result<(), Errno> {
+        let mut req = self.request();
+        self.ioctl(libc::SIOCGIFFLAGS, &mut req)?;
+        // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
+        req.ifr_ifru.ifru_flags = flags & !(libc::IFF_UP as libc::c_short);
+        self.ioctl(libc::SIOCSIFFLAGS, &mut req)
+    }
+
+    /// Drop the IPv4 address (setting 0.0.0.0 deletes it); none is fine.
+    pub fn clear_ipv4(&self) -> Result<(), Errno> {
+        let mut req = self.request();
+        req.ifr_ifru.ifru_addr = sockaddr_in(Ipv4Addr::UNSPECIFIED);
+        match self.ioctl(libc::SIOCSIFADDR, &mut req) {
+            Ok(()) | Err(Errno::EADDRNOTAVAIL) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Set the MTU.
     pub fn set_mtu(&self, mtu: u32) -> Result<(), Errno> {
         let mut req = self.request();

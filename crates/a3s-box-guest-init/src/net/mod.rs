@@ -39,7 +39,9 @@ pub fn configure(config: &NetworkConfig) -> Result<(), InitError> {
     Ok(())
 }
 
-fn configure_one(iface: &InterfaceConfig) -> Result<(), InitError> {
+/// Configure one interface (at boot, or `network connect` of a running
+/// box), found by its MAC.
+pub fn configure_one(iface: &InterfaceConfig) -> Result<(), InitError> {
     let name = wait_for_link(iface.mac)?;
     configure_link(&name, iface)?;
     if let Some(cidr) = iface.ipv4 {
@@ -53,6 +55,19 @@ fn configure_one(iface: &InterfaceConfig) -> Result<(), InitError> {
         }
     }
     Ok(())
+}
+
+/// Take the interface with `mac` down and drop its address (`network
+/// disconnect`): its routes go with it.
+pub fn deconfigure(mac: MacAddr) -> Result<(), InitError> {
+    let name = link_by_mac(Path::new(SYS_CLASS_NET), mac).ok_or(InitError::Sys {
+        what: format!("no network interface with MAC address {mac}"),
+        errno: Errno::ENODEV,
+    })?;
+    let link = Link::new(&name).context(|| format!("open interface {name}"))?;
+    link.down().context(|| format!("take down {name}"))?;
+    link.clear_ipv4()
+        .context(|| format!("drop the address of {name}"))
 }
 
 /// Give interface `name` the MTU, address and routes of `iface`.

@@ -21,9 +21,9 @@ pub use crate::sandbox::router::MAIN_PROCESS;
 pub use crate::sandbox::{OutputSink, RunOptions, EXIT_KILLED};
 pub use boxes::{BoxManager, StartError};
 pub use engine::{
-    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkCreate,
-    NetworkView, PodContainer, PodCreate, PodInspect, PodSummary, RemoveOptions, Session,
-    SystemPruneReport, VolumeView, WaitCondition,
+    Engine, EventFilter, EventStream, ExecRequest, ExitWatch, MainProcess, NetworkConnect,
+    NetworkCreate, NetworkView, PodContainer, PodCreate, PodInspect, PodSummary, RemoveOptions,
+    Session, SystemPruneReport, VolumeView, WaitCondition,
 };
 pub use helpers::GuestStats;
 pub use images::{

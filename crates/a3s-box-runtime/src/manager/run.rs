@@ -136,6 +136,16 @@ impl OutputSink for Terminal {
 /// sandbox's actor runs right here, on this task, with nothing stored and
 /// no socket: the fastest path.
 pub async fn run_foreground(config: Arc<EngineConfig>, opts: RunOptions) -> Result<i32> {
+    // Nothing can name this box (it is not stored), so nothing can
+    // `network connect` it: no spare NICs to boot.
+    let config = match config.network.spare_nics {
+        0 => config,
+        _ => {
+            let mut c = (*config).clone();
+            c.network.spare_nics = 0;
+            Arc::new(c)
+        }
+    };
     let home = &config.home_dir();
     let id = new_box_id().map_err(|e| BoxError::io("generate box id", e))?;
     remove_abandoned_boxes(&home.boxes_dir());

@@ -28,6 +28,10 @@ const QMP_WAIT: Duration = Duration::from_secs(10);
 const QMP_RETRY: Duration = Duration::from_millis(5);
 /// Longest unix socket path.
 const MAX_SOCKET_PATH: usize = 100;
+/// virtio-mmio transports of `microvm` without ACPI (QEMU's limit).
+const VIRTIO_TRANSPORTS: usize = 8;
+/// Devices every VM has: the root disk, the RNG, the agent's serial port.
+const FIXED_DEVICES: usize = 3;
 
 /// QEMU for sandboxes, configured by the engine's settings.
 #[derive(Debug, Clone)]
@@ -74,12 +78,30 @@ impl SandboxVmm for QemuVmm {
         }
         let console = req.dir.join("console.log");
         let storage = plan_storage(&home, &req.dir, &req.storage)?;
+        // Spares take what the VM's transports leave after its disks,
+        // shares and NICs.
+        let used = FIXED_DEVICES
+            + storage.devices.len()
+            + storage.fs_mounts.len()
+            + usize::from(req.image_share.is_some())
+            + crate::network::dataplane::nic_count(req.network.as_ref());
+        let spare_nics = req
+            .spare_nics
+            .min(u8::try_from(VIRTIO_TRANSPORTS.saturating_sub(used)).unwrap_or(u8::MAX));
+        if spare_nics < req.spare_nics {
+            tracing::debug!(
+                spare_nics,
+                used,
+                "fewer spare NICs: the VM's devices are full"
+            );
+        }
         // Networks and published ports before anything is started: a port
         // in use fails here, with nothing made.
         let who = BoxIdentity {
             id: &req.id,
             name: req.name.as_deref(),
             dir: &req.dir,
+            spare_nics,
         };
         let mut network = PreparedNetwork::prepare(engine, who, req.network.as_ref()).await?;
         let mut fs_mounts = storage.fs_mounts.clone();
@@ -181,6 +203,10 @@ struct VmCompanions {
 impl Companions for VmCompanions {
     fn failure(&self) -> Option<BoxError> {
         self.network.failure()
+    }
+
+    fn network(&mut self) -> Option<&mut PreparedNetwork> {
+        Some(&mut self.network)
     }
 }
 

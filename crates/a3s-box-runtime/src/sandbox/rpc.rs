@@ -148,6 +148,23 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// `network connect`: the box's networks are now `spec` (with
+    /// `network` added); a running VM joins it at once (on a spare NIC),
+    /// later boots boot with it.
+    NetworkConnect {
+        /// The network joined.
+        network: String,
+        /// The box's network spec with it.
+        spec: a3s_box_core::spec::NetworkSpec,
+    },
+    /// `network disconnect`: the box's networks are now `spec` (without
+    /// `network`); a running VM leaves it at once.
+    NetworkDisconnect {
+        /// The network left.
+        network: String,
+        /// The box's network spec without it.
+        spec: a3s_box_core::spec::NetworkSpec,
+    },
 }
 
 /// Docker's `wait` conditions.

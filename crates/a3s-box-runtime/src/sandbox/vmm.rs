@@ -52,6 +52,8 @@ pub struct VmRequest {
     pub name: Option<String>,
     /// Its networks (`None`: loopback only).
     pub network: Option<a3s_box_core::spec::NetworkSpec>,
+    /// Spare NICs to boot with (`network connect` while it runs).
+    pub spare_nics: u8,
 }
 
 /// A started VM, before anyone spoke to its guest.
@@ -102,6 +104,12 @@ pub struct VmEvent {
 pub trait Companions: Send + Sync {
     /// Why the VM was ended from outside, if it was.
     fn failure(&self) -> Option<BoxError> {
+        None
+    }
+
+    /// The VM's networks, which `network connect`/`disconnect` change
+    /// while it runs (`None`: a VMM without a network data plane).
+    fn network(&mut self) -> Option<&mut crate::network::dataplane::PreparedNetwork> {
         None
     }
 }

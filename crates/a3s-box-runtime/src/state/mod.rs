@@ -419,6 +419,18 @@ impl BoxStore {
         files::write_json(&record.dir.join(CONFIG_FILE), &config)
     }
 
+    /// Read-modify-write a box's spec under its lock (`network connect`).
+    pub fn update_spec(
+        &self,
+        record: &BoxRecord,
+        f: impl FnOnce(&mut BoxSpec) -> Result<()>,
+    ) -> Result<()> {
+        let _box = lock(&record.dir.join(BOX_LOCK), FlockArg::LockExclusive)?;
+        let mut config: BoxConfig = files::read_json(&record.dir.join(CONFIG_FILE))?;
+        f(&mut config.spec)?;
+        files::write_json(&record.dir.join(CONFIG_FILE), &config)
+    }
+
     /// Remove a box's directory (the caller has made sure nothing runs).
     pub fn remove(&self, record: &BoxRecord) -> Result<()> {
         let _guard = self.store_lock()?;

@@ -147,8 +147,8 @@ pub async fn unpause(args: BoxesArgs) -> Result<u8> {
 }
 
 /// `rename`.
-pub fn rename(args: RenameArgs) -> Result<u8> {
-    engine()?.rename(&args.r#box, &args.new_name)?;
+pub async fn rename(args: RenameArgs) -> Result<u8> {
+    engine()?.rename(&args.r#box, &args.new_name).await?;
     Ok(0)
 }
 

@@ -1,7 +1,8 @@
-//! `network create|ls|inspect|rm|prune`: parse → engine → render.
+//! `network create|ls|inspect|rm|prune|connect|disconnect`: parse →
+//! engine → render.
 
 use a3s_box_core::spec::{parse_egress, parse_labels, Cidr};
-use a3s_box_runtime::manager::NetworkCreate;
+use a3s_box_runtime::manager::{NetworkConnect, NetworkCreate};
 use anyhow::{bail, Result};
 
 use crate::cli::Format;
@@ -99,6 +100,27 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
             }
             Ok(if failed { super::EXIT_BOX_ERROR } else { 0 })
         }
+        NetworkCommand::Connect(a) => {
+            let ipv4 = a
+                .ip
+                .as_deref()
+                .map(|ip| {
+                    ip.parse().map_err(|_| {
+                        anyhow::anyhow!("invalid --ip {ip:?}: use an IPv4 address of the network")
+                    })
+                })
+                .transpose()?;
+            let req = NetworkConnect {
+                aliases: a.aliases,
+                ipv4,
+            };
+            block_on(engine.network_connect(&a.network, &a.r#box, req))??;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect(a) => {
+            block_on(engine.network_disconnect(&a.network, &a.r#box, a.force))??;
+            Ok(0)
+        }
         NetworkCommand::Prune(_) => {
             let removed = engine.network_prune()?;
             println!("Deleted Networks:");
@@ -106,4 +128,11 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }

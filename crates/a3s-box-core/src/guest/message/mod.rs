@@ -72,6 +72,16 @@ pub enum HostMessage {
     },
     /// Every exit is received: sync the disks and power off.
     Shutdown,
+    /// Configure one more interface (`network connect` of a running box:
+    /// a NIC it booted with, found by MAC). Answered by
+    /// `InterfaceConfigured` or `InterfaceFailed`.
+    ConfigureInterface(InterfaceConfig),
+    /// Take the interface with this MAC down and drop its address
+    /// (`network disconnect`). Answered like `ConfigureInterface`.
+    DeconfigureInterface {
+        /// The NIC's MAC.
+        mac: MacAddr,
+    },
     /// From a box client to its supervisor, never forwarded to the guest:
     /// the client is leaving (Ctrl-P Ctrl-Q) and its process keeps running.
     Detach,
@@ -141,6 +151,18 @@ pub enum GuestMessage {
     ContainerRemoved {
         /// Its id.
         container: String,
+    },
+    /// A `ConfigureInterface` or `DeconfigureInterface` is done.
+    InterfaceConfigured {
+        /// The NIC's MAC.
+        mac: MacAddr,
+    },
+    /// A `ConfigureInterface` or `DeconfigureInterface` failed.
+    InterfaceFailed {
+        /// The NIC's MAC.
+        mac: MacAddr,
+        /// Why.
+        reason: String,
     },
     /// A `CreateContainer` or `RemoveContainer` failed. A failed create
     /// leaves nothing behind; a failed remove leaves the container in place.

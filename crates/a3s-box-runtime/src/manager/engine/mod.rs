@@ -50,12 +50,14 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod network;
 mod pods;
 mod session;
 mod storage;
 
 pub use crate::network::store::NetworkCreate;
+pub use connect::NetworkConnect;
 pub use network::NetworkView;
 pub use pods::{PodContainer, PodCreate, PodInspect, PodSummary};
 pub use session::{ExecRequest, MainProcess, Session};
@@ -461,10 +463,12 @@ impl Engine {
         self.boxes.unpause(&record).await
     }
 
-    /// Give a box a new, unused name.
-    pub fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+    /// Give a box a new, unused name. A running box's networks resolve it
+    /// by the new name (and no longer by the old one) right away.
+    pub async fn rename(&self, key: &str, new_name: &str) -> Result<()> {
         let record = self.get(key)?;
         self.boxes.rename(&record, new_name)?;
+        self.rename_on_networks(&record, new_name).await;
         self.events.record(
             &Event::now(EventType::Container, EventAction::Rename, &record.config.id)
                 .with("name", new_name)

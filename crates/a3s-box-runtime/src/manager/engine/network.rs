@@ -10,6 +10,8 @@ use a3s_box_core::Result;
 use serde::Serialize;
 
 use super::Engine;
+use crate::network::dataplane::client;
+use crate::network::dataplane::state::NetworkState;
 use crate::network::ipam::Ipam;
 use crate::network::store::{NetworkCreate, NetworkRecord, NetworkStore};
 use crate::state::BoxRecord;
@@ -220,5 +222,27 @@ impl Engine {
             );
         }
         Ok(removed.into_iter().map(|n| n.name).collect())
+    }
+}
+
+impl Engine {
+    /// Tell the helpers of the networks a running box is on (its
+    /// `network.json`) that it has a new name. A helper that cannot be
+    /// told is logged, not fatal: the name in the store changed.
+    pub(super) async fn rename_on_networks(&self, record: &BoxRecord, new_name: &str) {
+        let Some(state) = NetworkState::read(&record.dir) else {
+            return;
+        };
+        let store = NetworkStore::new(&self.home);
+        for endpoint in &state.networks {
+            let dir = store.network_dir(&endpoint.network);
+            let renamed = match client::socket_path(&dir) {
+                Ok(socket) => client::rename(&socket, &record.config.id, new_name).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = renamed {
+                tracing::warn!(network = %endpoint.network, "rename the box in DNS: {e}");
+            }
+        }
     }
 }

@@ -406,7 +406,7 @@ fn running_network(r: &BoxRecord) -> Option<NetworkState> {
 fn network_settings(r: &BoxRecord, id: &str) -> NetworkSettingsView {
     let spec = &r.config.spec.sandbox.network;
     let Some(state) = running_network(r) else {
-        return NetworkSettingsView::default();
+        return configured_networks(r, id);
     };
     let mut ports: BTreeMap<String, Option<Vec<PortBindingView>>> =
         spec.expose.iter().map(|e| (e.to_string(), None)).collect();
@@ -441,6 +441,53 @@ fn network_settings(r: &BoxRecord, id: &str) -> NetworkSettingsView {
         ip_prefix_len: first.map_or(0, |n| n.prefix_len),
         mac_address: first.map(|n| n.mac.to_string()).unwrap_or_default(),
         networks,
+    }
+}
+
+/// A box that does not run: the networks its spec joins (Docker shows
+/// them without addresses), so `network connect` on a stopped box shows.
+fn configured_networks(r: &BoxRecord, id: &str) -> NetworkSettingsView {
+    let list = match &r.config.spec.sandbox.network.mode {
+        NetworkMode::None => return NetworkSettingsView::default(),
+        NetworkMode::Default => vec![a3s_box_core::spec::NetworkAttachment {
+            name: crate::network::store::DEFAULT_NETWORK.into(),
+            aliases: Vec::new(),
+            ipv4: None,
+        }],
+        NetworkMode::Networks(list) => list.clone(),
+    };
+    // <home>/boxes/<id> → <home>/networks.
+    let store = r
+        .dir
+        .parent()
+        .and_then(|boxes| boxes.parent())
+        .map(|home| crate::network::store::NetworkStore::at(home.join("networks")));
+    let networks = list
+        .into_iter()
+        .map(|a| {
+            let network_id = store
+                .as_ref()
+                .and_then(|s| s.get(&a.name).ok())
+                .map(|n| n.id)
+                .unwrap_or_default();
+            let mut names = vec![r.config.name.clone()];
+            names.extend(a.aliases.iter().cloned());
+            names.push(id[..id.len().min(12)].to_string());
+            let view = EndpointView {
+                aliases: (!a.aliases.is_empty()).then(|| a.aliases.clone()),
+                network_id,
+                gateway: String::new(),
+                ip_address: a.ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+                ip_prefix_len: 0,
+                mac_address: String::new(),
+                dns_names: (a.name != crate::network::store::DEFAULT_NETWORK).then_some(names),
+            };
+            (a.name, view)
+        })
+        .collect();
+    NetworkSettingsView {
+        networks,
+        ..NetworkSettingsView::default()
     }
 }
 

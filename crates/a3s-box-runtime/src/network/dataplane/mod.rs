@@ -15,15 +15,20 @@
 //! 3. [`PreparedNetwork::start`] once QEMU runs: the port relays, and a
 //!    watch on each helper (a helper that dies kills the VM, and
 //!    [`PreparedNetwork::failure`] says why: never a silent disconnect);
-//! 4. drop it once the VM is gone: the box is detached everywhere.
+//! 4. while the VM runs, [`PreparedNetwork::connect`] and
+//!    [`PreparedNetwork::disconnect`] put a spare NIC on a network or park
+//!    one again (`live`);
+//! 5. drop it once the VM is gone: the box is detached everywhere.
 
 pub mod client;
+mod live;
 pub mod mode;
 pub mod proxy;
 pub mod seqpacket;
 pub mod state;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -32,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use a3s_box_core::guest::message::{
     DnsConfig, HostEntry, InterfaceConfig, Ipv4Cidr, MacAddr as GuestMac, NetworkConfig,
 };
-use a3s_box_core::spec::{HostAddr, NetworkMode, NetworkSpec};
+use a3s_box_core::spec::{HostAddr, MacAddr, NetworkMode, NetworkSpec};
 use a3s_box_core::{BoxError, NetworkInstanceConfig, Result};
 use tokio::task::JoinHandle;
 
@@ -48,6 +53,9 @@ use crate::vmm::qemu::provider::PassFd;
 
 /// QEMU gets the TAPs from this descriptor number on.
 pub const FIRST_TAP_FD: RawFd = 20;
+/// Most NICs a box has, spares included (a spare's name holds its slot in
+/// one hex digit).
+const MAX_NICS: usize = 16;
 
 /// Who the box is, for its networks.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +66,8 @@ pub struct BoxIdentity<'a> {
     pub name: Option<&'a str>,
     /// Its directory (where [`state::NETWORK_STATE_FILE`] goes).
     pub dir: &'a Path,
+    /// Spare NICs to boot with (parked in its first network's namespace).
+    pub spare_nics: u8,
 }
 
 /// One network the box is on.
@@ -66,32 +76,74 @@ struct Link {
     attachment: wire::Attachment,
     /// Open while the box is attached.
     connection: seqpacket::SeqPacket,
-    tap: Arc<OwnedFd>,
     socket: PathBuf,
+    /// The box's NIC ([`PreparedNetwork::slots`]) on this network.
+    slot: usize,
+    /// `--network-alias`es here.
+    aliases: Vec<String>,
+}
+
+/// One of the box's NICs, in QEMU's order: its MAC is fixed at boot, its
+/// TAP moves between networks.
+#[derive(Debug)]
+struct Slot {
+    mac: MacAddr,
+    tap: Arc<OwnedFd>,
 }
 
 /// A box's networks, from before its VM boots until it is gone.
 #[derive(Debug)]
 pub struct PreparedNetwork {
     box_id: String,
+    name: String,
     dir: PathBuf,
     links: Vec<Arc<Link>>,
+    /// Every NIC: one per network at boot, then the spares.
+    slots: Vec<Slot>,
+    /// Slots whose TAPs are parked in the first network's namespace.
+    parked: Vec<usize>,
+    /// The first network's helper socket, where spares park.
+    park_socket: Option<PathBuf>,
+    /// Its attach connection, kept once the box left that network (the
+    /// helper, and the spares parked in its namespace, must stay).
+    park_hold: Option<Arc<Link>>,
+    /// The network whose gateway is the box's default route.
+    route: Option<String>,
     ports: Vec<BoundPort>,
     guest: Option<NetworkConfig>,
     proxies: Option<PortProxies>,
-    watchers: Vec<JoinHandle<()>>,
+    watchers: HashMap<String, JoinHandle<()>>,
+    vm: Option<Arc<OwnedFd>>,
     lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for PreparedNetwork {
     fn drop(&mut self) {
-        for w in &self.watchers {
+        for w in self.watchers.values() {
             w.abort();
         }
-        if !self.links.is_empty() {
+        if !self.slots.is_empty() {
             NetworkState::remove(&self.dir);
         }
     }
+}
+
+/// The MAC of the box's spare NIC `slot`: locally administered, unicast,
+/// from the box id.
+fn spare_mac(box_id: &str, slot: usize) -> MacAddr {
+    let hex: Vec<u8> = box_id
+        .as_bytes()
+        .chunks(2)
+        .take(3)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let byte = |i: usize| hex.get(i).copied().unwrap_or(0);
+    MacAddr([0x06, 0xa3, byte(0), byte(1), byte(2), slot as u8])
 }
 
 impl PreparedNetwork {
@@ -103,14 +155,24 @@ impl PreparedNetwork {
         who: BoxIdentity<'_>,
         spec: Option<&NetworkSpec>,
     ) -> Result<PreparedNetwork> {
+        let name = who
+            .name
+            .map_or_else(|| short(who.id).to_string(), str::to_string);
         let mut prepared = PreparedNetwork {
             box_id: who.id.to_string(),
+            name: name.clone(),
             dir: who.dir.to_path_buf(),
             links: Vec::new(),
+            slots: Vec::new(),
+            parked: Vec::new(),
+            park_socket: None,
+            park_hold: None,
+            route: None,
             ports: Vec::new(),
             guest: None,
             proxies: None,
-            watchers: Vec::new(),
+            watchers: HashMap::new(),
+            vm: None,
             lost: Arc::default(),
         };
         let Some(spec) = spec.filter(|s| s.mode != NetworkMode::None) else {
@@ -125,56 +187,97 @@ impl PreparedNetwork {
         prepared.ports = ports::bind_ports(&ports::published(spec))?;
         let egress = egress_request(spec, &networks, host_gateway);
         let internal_only = networks.iter().all(|(n, _)| n.internal);
-        let name = who
-            .name
-            .map_or_else(|| short(who.id).to_string(), str::to_string);
+        let spare_slots: Vec<usize> = (networks.len()..MAX_NICS.max(networks.len()))
+            .take(usize::from(who.spare_nics))
+            .collect();
+        let mut spares = Vec::new();
         for (i, (net, attachment)) in networks.iter().enumerate() {
             let dir = store.network_dir(&net.name);
+            let aliases = attachment
+                .as_ref()
+                .map(|a| a.aliases.clone())
+                .unwrap_or_default();
             let request = AttachRequest {
                 version: PROTOCOL_VERSION,
                 box_id: who.id.to_string(),
                 name: name.clone(),
-                aliases: attachment
-                    .as_ref()
-                    .map(|a| a.aliases.clone())
-                    .unwrap_or_default(),
+                aliases: aliases.clone(),
                 ipv4: attachment.as_ref().and_then(|a| a.ipv4),
                 mac: if i == 0 { spec.mac_address } else { None },
                 egress: egress.clone(),
                 dns_servers: spec.dns.servers.clone(),
                 internal_only,
+                // Spares park in the first network's namespace.
+                spares: match i {
+                    0 => spare_slots
+                        .iter()
+                        .map(|&slot| wire::spare_name(who.id, slot))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                adopt: None,
             };
             let Attached {
                 attachment,
-                tap,
+                taps,
                 connection,
-            } = client::attach(engine, net, &dir, request).await?;
+            } = client::attach(engine, net, &dir, request, None).await?;
+            let mut taps = taps.into_iter();
+            let tap = taps.next().ok_or_else(|| {
+                BoxError::io(
+                    "attach to the network",
+                    std::io::Error::other("the helper sent no TAP"),
+                )
+            })?;
+            prepared.slots.push(Slot {
+                mac: attachment.mac,
+                tap: Arc::new(tap),
+            });
+            if i == 0 {
+                spares = spare_slots
+                    .iter()
+                    .zip(taps)
+                    .map(|(&slot, tap)| Slot {
+                        mac: spare_mac(who.id, slot),
+                        tap: Arc::new(tap),
+                    })
+                    .collect();
+                prepared.park_socket = Some(client::socket_path(&dir)?);
+            }
             prepared.links.push(Arc::new(Link {
                 attachment,
                 connection,
-                tap: Arc::new(tap),
                 socket: client::socket_path(&dir)?,
+                slot: i,
+                aliases,
             }));
         }
+        // The spares' NICs come after the networks'.
+        prepared.parked = (networks.len()..networks.len() + spares.len()).collect();
+        prepared.slots.extend(spares);
+        prepared.route = networks
+            .first()
+            .filter(|(n, _)| !n.internal)
+            .map(|(n, _)| n.name.clone());
         prepared.guest = Some(prepared.guest_config(spec));
-        prepared.state(spec).write(who.dir)?;
+        prepared.state().write(who.dir)?;
         Ok(prepared)
     }
 
-    /// The NICs for QEMU (one per network, in order) and the TAP
-    /// descriptors QEMU inherits for them.
+    /// The NICs for QEMU (one per network, in order, then the spares) and
+    /// the TAP descriptors QEMU inherits for them.
     pub fn qemu(&self) -> (Vec<Device>, Vec<PassFd>) {
         let mut devices = Vec::new();
         let mut fds = Vec::new();
-        for (i, link) in self.links.iter().enumerate() {
+        for (i, slot) in self.slots.iter().enumerate() {
             let fd = FIRST_TAP_FD + i as RawFd;
             devices.push(Device::Net(NetDevice {
                 id: format!("net{i}"),
-                mac: link.attachment.mac.0,
+                mac: slot.mac.0,
                 backend: NetBackend::TapFd { fd },
             }));
             fds.push(PassFd {
-                fd: link.tap.clone(),
+                fd: slot.tap.clone(),
                 target: fd,
             });
         }
@@ -229,30 +332,42 @@ impl PreparedNetwork {
                 .map_err(|e| BoxError::io("relay the published ports", e))?,
         );
         let vm = pidfd_open(vm_pid).map_err(|e| BoxError::io("watch the VM", e))?;
-        let vm = Arc::new(vm);
-        for link in &self.links {
-            let (link, lost, vm) = (link.clone(), self.lost.clone(), vm.clone());
-            self.watchers.push(tokio::spawn(async move {
-                let _ = link.connection.closed().await;
-                let net = &link.attachment.network;
-                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
-                    "the helper of network {net} (a3s-box-netd, pid {}) exited: the box lost its network and was stopped (see networks/{net}/netd.log)",
-                    link.attachment.netd_pid
-                ));
-                tracing::warn!(network = %net, "network helper gone: killing the VM");
-                // SAFETY: pidfd_send_signal on a pidfd we own; no pointers.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        vm.as_raw_fd(),
-                        libc::SIGKILL,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-            }));
+        self.vm = Some(Arc::new(vm));
+        for link in self.links.clone() {
+            self.watch(link);
         }
         Ok(())
+    }
+
+    /// Kill the VM if `link`'s helper dies (never a silent disconnect).
+    fn watch(&mut self, link: Arc<Link>) {
+        let Some(vm) = self.vm.clone() else {
+            return;
+        };
+        let lost = self.lost.clone();
+        let net = link.attachment.network.clone();
+        let watcher = tokio::spawn(async move {
+            let _ = link.connection.closed().await;
+            let net = &link.attachment.network;
+            *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "the helper of network {net} (a3s-box-netd, pid {}) exited: the box lost its network and was stopped (see networks/{net}/netd.log)",
+                link.attachment.netd_pid
+            ));
+            tracing::warn!(network = %net, "network helper gone: killing the VM");
+            // SAFETY: pidfd_send_signal on a pidfd we own; no pointers.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    vm.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        });
+        if let Some(old) = self.watchers.insert(net, watcher) {
+            old.abort();
+        }
     }
 
     /// Why the box lost its network while it ran, if it did.
@@ -323,15 +438,7 @@ impl PreparedNetwork {
         }
     }
 
-    fn state(&self, spec: &NetworkSpec) -> NetworkState {
-        let aliases = |net: &str| match &spec.mode {
-            NetworkMode::Networks(list) => list
-                .iter()
-                .find(|a| a.name == net)
-                .map(|a| a.aliases.clone())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+    fn state(&self) -> NetworkState {
         NetworkState {
             networks: self
                 .links
@@ -345,13 +452,22 @@ impl PreparedNetwork {
                         prefix_len: a.prefix_len,
                         gateway: a.gateway,
                         mac: a.mac,
-                        aliases: aliases(&a.network),
+                        aliases: l.aliases.clone(),
                         host_gateway: a.host_gateway,
                     }
                 })
                 .collect(),
             ports: self.ports.iter().map(BoundPort::mapping).collect(),
         }
+    }
+}
+
+/// How many NICs `spec`'s networks take (spares not counted).
+pub fn nic_count(spec: Option<&NetworkSpec>) -> usize {
+    match spec.map(|s| &s.mode) {
+        None | Some(NetworkMode::None) => 0,
+        Some(NetworkMode::Default) => 1,
+        Some(NetworkMode::Networks(list)) => list.len(),
     }
 }
 
@@ -468,4 +584,21 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_macs_are_local_unicast_and_differ_by_slot_and_box() {
+        let a = "0123456789abcdef".repeat(4);
+        let b = "fedcba9876543210".repeat(4);
+        let mac = spare_mac(&a, 2);
+        assert_eq!(mac.0, [0x06, 0xa3, 0x01, 0x23, 0x45, 2]);
+        assert_eq!(mac.0[0] & 1, 0, "unicast");
+        assert_eq!(mac.0[0] & 2, 2, "locally administered");
+        assert_ne!(spare_mac(&a, 3), mac);
+        assert_ne!(spare_mac(&b, 2), mac);
+    }
 }

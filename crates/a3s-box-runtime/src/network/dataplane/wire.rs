@@ -11,6 +11,20 @@
 //! - [`Request::Connect`] → [`Reply::Connected`] with a socket connected
 //!   from inside the network's namespace to the box's port (one per
 //!   published-port connection or UDP flow); the connection is then closed.
+//! - [`Request::Rename`] → [`Reply::Renamed`]: the box's DNS name on the
+//!   network follows `rename` (any client may ask; the connection is then
+//!   closed).
+//! - Spare NICs (`network connect` of a running box, see
+//!   `docs/networking.md`): an attach may ask for spare TAPs (made down, off
+//!   the bridge, their descriptors after the box's TAP); they stay parked in
+//!   the first network's namespace. [`Request::Namespace`] →
+//!   [`Reply::Namespace`] with the helper's namespace descriptor;
+//!   [`Request::Lend`] (with a namespace descriptor) moves a parked spare
+//!   into that namespace under the box's TAP name → [`Reply::Lent`]; an
+//!   attach with `adopt` takes that TAP instead of making one; on an attach
+//!   connection, [`Request::Release`] (with the parking namespace's
+//!   descriptor) detaches the box and parks its TAP again →
+//!   [`Reply::Released`].
 //! - Any error → [`Reply::Error`] (the error's kind and message).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any change: a helper and a supervisor of different versions
 /// refuse each other (the helper of a network restarts with its last box).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The helper's socket in the network's directory.
 pub const NETD_SOCKET: &str = "netd.sock";
 /// The helper holds this flock(2) for its whole life: one helper per network.
@@ -48,6 +62,89 @@ pub enum Request {
     Attach(AttachRequest),
     /// Connect to a port of an attached box.
     Connect(ConnectRequest),
+    /// An attached box has a new name.
+    Rename(RenameRequest),
+    /// The helper's network namespace.
+    Namespace(NamespaceRequest),
+    /// Move a parked spare TAP into the namespace sent with the request.
+    Lend(LendRequest),
+    /// On an attach connection: detach the box and park its TAP in the
+    /// namespace sent with the request.
+    Release(ReleaseRequest),
+}
+
+/// [`Request::Namespace`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+}
+
+/// [`Request::Lend`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LendRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The box the spare belongs to.
+    pub box_id: String,
+    /// The spare's name here ([`spare_name`]).
+    pub spare: String,
+    /// Its name in the other namespace ([`tap_name`]).
+    pub name: String,
+}
+
+/// [`Request::Release`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The TAP's name once parked ([`spare_name`]).
+    pub spare: String,
+}
+
+/// Prefix of every box TAP's name (`a3s` + 12 hex digits of the box id).
+pub const TAP_PREFIX: &str = "a3s";
+/// Prefix of a parked spare TAP's name (`a3p` + 11 hex digits of the box
+/// id + the NIC's slot in hex): never guarded, never on a bridge.
+pub const SPARE_PREFIX: &str = "a3p";
+
+fn id_hex(box_id: &str, len: usize) -> String {
+    box_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(len)
+        .collect()
+}
+
+/// The name of a box's TAP in a network's namespace.
+pub fn tap_name(box_id: &str) -> String {
+    format!("{TAP_PREFIX}{}", id_hex(box_id, 12))
+}
+
+/// The name of the box's NIC `slot` (0-15) while it is parked as a spare.
+pub fn spare_name(box_id: &str, slot: usize) -> String {
+    format!("{SPARE_PREFIX}{}{:x}", id_hex(box_id, 11), slot % 16)
+}
+
+/// Whether `name` is a spare name of `box_id`.
+pub fn is_spare_of(box_id: &str, name: &str) -> bool {
+    let prefix = format!("{SPARE_PREFIX}{}", id_hex(box_id, 11));
+    name.len() == prefix.len() + 1 && name.starts_with(&prefix)
+}
+
+/// [`Request::Rename`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The box (attached to this network).
+    pub box_id: String,
+    /// Its new name.
+    pub name: String,
 }
 
 /// [`Request::Attach`].
@@ -81,6 +178,14 @@ pub struct AttachRequest {
     /// nothing is forwarded.
     #[serde(default)]
     pub internal_only: bool,
+    /// Spare TAPs to make with these names ([`spare_name`]), parked here.
+    #[serde(default)]
+    pub spares: Vec<String>,
+    /// The box's TAP is already in the namespace (lent): take it rather
+    /// than make one. If the attach fails it is parked again, under this
+    /// name, in the namespace sent with the request.
+    #[serde(default)]
+    pub adopt: Option<String>,
 }
 
 /// A box's allow-list, as the helper builds its table and DNS filter from it.
@@ -116,6 +221,14 @@ pub enum Reply {
     Attached(Attachment),
     /// The socket is attached.
     Connected,
+    /// The box answers to its new name.
+    Renamed,
+    /// The namespace's descriptor is attached.
+    Namespace,
+    /// The spare is in the other namespace.
+    Lent,
+    /// The box is off the network; its TAP is parked.
+    Released,
     /// The request failed.
     Error(WireError),
 }
@@ -148,6 +261,9 @@ pub struct Attachment {
     pub tap: String,
     /// The helper's pid.
     pub netd_pid: u32,
+    /// The spare TAPs made (their descriptors follow the box's TAP's).
+    #[serde(default)]
+    pub spares: Vec<String>,
 }
 
 /// An error on the wire.
@@ -237,6 +353,8 @@ mod tests {
             }),
             dns_servers: vec!["127.0.0.1".parse().unwrap()],
             internal_only: false,
+            spares: vec![spare_name(&"a".repeat(64), 2)],
+            adopt: None,
         });
         let bytes = encode(&req);
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);
@@ -248,5 +366,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Conflict);
         assert_eq!(e.to_string(), "address in use");
         assert!(decode::<Request>(br#"{"attach":{"version":1}}"#).is_err());
+    }
+
+    #[test]
+    fn tap_and_spare_names_fit_ifnamsiz_and_are_told_apart() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(tap_name(&id), "a3s0123456789ab");
+        assert_eq!(spare_name(&id, 10), "a3p0123456789aa");
+        assert!(spare_name(&id, 15).len() < 16);
+        assert!(is_spare_of(&id, &spare_name(&id, 3)));
+        assert!(!is_spare_of(&id, &tap_name(&id)));
+        assert!(!is_spare_of(&"f".repeat(64), &spare_name(&id, 3)));
     }
 }

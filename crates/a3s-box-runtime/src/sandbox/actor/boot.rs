@@ -52,6 +52,8 @@ impl Actor {
                 control: self.control,
                 name: Some(pod.name.clone()),
                 network: Some(pod.sandbox.network.clone()),
+                // A pod's networks are set at pod create.
+                spare_nics: 0,
             });
         }
         let c = self.containers.values().next()?;
@@ -68,13 +70,20 @@ impl Actor {
             storage: o.storage.clone(),
             image_share: None,
             control: self.control,
-            name: o.network.as_ref().and_then(|(name, _)| name.clone()),
+            // A box renamed while it ran boots under its new name.
+            name: self
+                .records
+                .as_ref()
+                .and_then(|r| r.store.load_dir(&c.setup.dir).ok())
+                .map(|r| r.config.container().name.clone())
+                .unwrap_or_else(|| o.network.as_ref().and_then(|(name, _)| name.clone())),
             // A stopped box's storage helpers need no network.
             network: o
                 .network
                 .as_ref()
                 .filter(|_| !o.builtin)
                 .map(|(_, spec)| spec.clone()),
+            spare_nics: self.engine.network.spare_nics,
         })
     }
 

@@ -38,6 +38,10 @@ impl Actor {
                 op,
                 reason,
             })) => self.on_container_failed(&container, op, reason).await,
+            Frame::Control(Message::Guest(
+                message @ (GuestMessage::InterfaceConfigured { .. }
+                | GuestMessage::InterfaceFailed { .. }),
+            )) => self.on_interface(message),
             Frame::Control(Message::Guest(GuestMessage::Fatal { reason })) => {
                 let e = self.console_error(format!("guest-init failed: {reason}"));
                 self.lose_vm(e);

@@ -317,6 +317,11 @@ impl Actor {
         self.vm = Vm::Down;
         self.paused = false;
         self.router.vm_ended(false);
+        for (_, reply) in self.net_waiters.drain(..) {
+            let _ = reply.send(super::Outcome::Error(BoxError::NotRunning(
+                "the box stopped before its interface was configured".into(),
+            )));
+        }
         if self.is_pod() {
             return self.pod_vm_down(error).await;
         }

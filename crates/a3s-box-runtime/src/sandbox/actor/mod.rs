@@ -17,11 +17,13 @@
 //! - `guest`: frames from the guest;
 //! - `requests`: what clients ask;
 //! - `lifecycle`: starts, exits, restart policy, `--rm`, the end;
+//! - `network`: `network connect`/`disconnect` of the box;
 //! - `stop`: stop signal, SIGKILL, the VM.
 
 mod boot;
 mod guest;
 mod lifecycle;
+mod network;
 mod requests;
 mod stop;
 
@@ -356,6 +358,11 @@ pub struct Actor {
     last_error: Option<BoxError>,
     /// Frames for the guest of a VM still booting.
     early: Vec<Frame>,
+    /// `network connect`/`disconnect` waiting for the guest, by NIC.
+    net_waiters: Vec<(
+        a3s_box_core::guest::message::MacAddr,
+        oneshot::Sender<Outcome>,
+    )>,
 }
 
 impl std::fmt::Debug for Actor {
@@ -420,6 +427,7 @@ impl Actor {
             stopping: Vec::new(),
             last_error: None,
             early: Vec::new(),
+            net_waiters: Vec::new(),
         };
         (actor, handle)
     }

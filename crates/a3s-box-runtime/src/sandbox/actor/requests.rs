@@ -127,6 +127,12 @@ impl Actor {
             Request::RemoveContainer { container, force } => {
                 self.remove_container(&container, force, reply).await
             }
+            Request::NetworkConnect { network, spec } => {
+                self.network_change(network, spec, true, reply).await
+            }
+            Request::NetworkDisconnect { network, spec } => {
+                self.network_change(network, spec, false, reply).await
+            }
         }
     }
 

@@ -360,3 +360,41 @@ async fn a_stop_during_the_boot_abandons_it() {
     );
     assert!(!t.vmm.last().unwrap().running());
 }
+
+/// `network connect` goes through a running box's supervisor (whose VMM
+/// here has no network data plane: refused, the spec unchanged) and edits
+/// a stopped box's spec.
+#[tokio::test]
+async fn network_connect_asks_the_supervisor_of_a_running_box() {
+    use a3s_box_core::spec::NetworkMode;
+
+    use crate::manager::{NetworkConnect, NetworkCreate};
+
+    let t = env();
+    t.engine
+        .network_create(NetworkCreate {
+            name: "meet".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = t.run(&["sleep:5000"], |_| {}).await;
+    let e = t
+        .engine
+        .network_connect("meet", &id, NetworkConnect::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no network data plane"), "{e}");
+    let mode = || t.engine.get(&id).unwrap().config.spec.sandbox.network.mode;
+    assert_eq!(mode(), NetworkMode::Default);
+    t.engine.stop(&id, Duration::from_secs(1)).await.unwrap();
+    t.until(&id, |r| r.state.shim_pid.is_none()).await;
+    t.engine
+        .network_connect("meet", &id, NetworkConnect::default())
+        .await
+        .unwrap();
+    let NetworkMode::Networks(list) = mode() else {
+        panic!("{:?}", mode())
+    };
+    let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["default", "meet"]);
+}
