@@ -111,16 +111,43 @@ pub async fn start_supervisor(
 }
 
 /// Wait (at most `limit`) until nobody holds `dir`'s shim lock; whether
-/// it is free. Polling the lock is how a supervisor's end is seen.
+/// it is free. The wait is a blocking shared flock on a thread of its own,
+/// so the supervisor's end is seen the moment it releases the lock (no
+/// polling interval added to `stop`); a detached thread rather than
+/// `spawn_blocking`, so a wait that times out never holds the runtime's
+/// shutdown.
 pub async fn supervisor_gone(dir: &Path, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while shim_alive(dir) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
+    if !shim_alive(dir) {
+        return true;
     }
-    true
+    let path = dir.join(crate::state::SHIM_LOCK);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::Builder::new()
+        .name("shim-lock-wait".into())
+        .spawn(move || {
+            let free = match File::open(&path) {
+                Ok(file) => Flock::lock(file, FlockArg::LockShared).is_ok(),
+                Err(_) => true,
+            };
+            let _ = tx.send(free);
+        });
+    if waiter.is_err() {
+        // No thread to spare: poll instead.
+        let deadline = Instant::now() + limit;
+        while shim_alive(dir) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        return true;
+    }
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(true)) => true,
+        // The lock could not be waited on: say what it is now.
+        Ok(_) => !shim_alive(dir),
+        Err(_) => false,
+    }
 }
 
 /// The supervisor on a task of this process, with a fake hypervisor:
