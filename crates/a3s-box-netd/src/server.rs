@@ -16,7 +16,7 @@ use a3s_box_runtime::network::dataplane::wire::{
     decode, encode, Reply, Request, WireError, NETD_SOCKET,
 };
 use a3s_box_runtime::network::dns::resolv::{host_nameservers, DNS_PORT};
-use a3s_box_runtime::network::dns::{DnsServer, DnsServerConfig};
+use a3s_box_runtime::network::dns::{DnsServer, DnsServerConfig, HostEntry};
 use a3s_box_runtime::network::store::{NetworkRecord, NETWORK_FILE};
 use a3s_box_runtime::state::events::{EventLog, EVENTS_FILE};
 use nix::fcntl::Flock;
@@ -50,6 +50,56 @@ fn other_subnets(options: &Options, own: &NetworkRecord) -> Vec<String> {
         .collect();
     subnets.sort();
     subnets
+}
+
+/// The file where a helper lists its network's boxes for the home's other
+/// helpers (see [`share_names`]).
+const HOSTS_FILE: &str = "hosts.json";
+
+/// Publish this network's boxes (`hosts.json` in its directory, when they
+/// changed since `last`) and mirror the other networks' into the
+/// directory: a box on several networks asks only its first network's
+/// server, which so answers for all of them (Docker's embedded DNS does).
+fn share_names(
+    options: &Options,
+    record: &NetworkRecord,
+    boxes: &Boxes,
+    last: &mut Option<Vec<HostEntry>>,
+) {
+    let directory = boxes.directory();
+    let own = directory.hosts(&record.name);
+    if last.as_ref() != Some(&own) {
+        let path = options.dir.join(HOSTS_FILE);
+        match serde_json::to_vec(&own) {
+            Ok(bytes) => match a3s_box_runtime::state::write_atomic(&path, &bytes) {
+                Ok(()) => *last = Some(own),
+                Err(e) => tracing::warn!("write {}: {e}", path.display()),
+            },
+            Err(e) => tracing::warn!("encode {}: {e}", path.display()),
+        }
+    }
+    let Some(all) = options.dir.parent() else {
+        return;
+    };
+    let mut foreign = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(all).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let Some(net) = std::fs::read(dir.join(NETWORK_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<NetworkRecord>(&b).ok())
+            .filter(|n| n.id != record.id && !n.is_default())
+        else {
+            continue;
+        };
+        let hosts = std::fs::read(dir.join(HOSTS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<HostEntry>>(&b).ok())
+            .unwrap_or_default();
+        if !hosts.is_empty() {
+            foreign.insert(net.name, hosts);
+        }
+    }
+    directory.mirror(&record.name, foreign);
 }
 
 /// Refuse routing from the bridge to `subnets`.
@@ -180,8 +230,10 @@ pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String
         () = accept => "the listener ended".to_string(),
         reason = watch(&options, &record, &boxes, &activity, pasta, &mut others) => reason,
     };
-    // New supervisors must start a new helper from here on.
+    // New supervisors must start a new helper from here on; its boxes are
+    // no longer the other networks' to resolve.
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(options.dir.join(HOSTS_FILE));
     tracing::info!(network = %record.name, "exiting: {reason}");
     Ok(())
 }
@@ -198,6 +250,7 @@ async fn watch(
     let pasta = pasta.and_then(|pid| Pidfd::open(pid).ok());
     let mut denied_at = Instant::now();
     let mut others_at = Instant::now();
+    let mut shared = None;
     loop {
         tokio::time::sleep(WATCH).await;
         match std::fs::read(options.dir.join(NETWORK_FILE)) {
@@ -221,6 +274,7 @@ async fn watch(
         }
         if others_at.elapsed() >= OTHERS_POLL {
             others_at = Instant::now();
+            share_names(options, record, boxes, &mut shared);
             let now = other_subnets(options, record);
             if now != *others {
                 match tokio::task::spawn_blocking({

@@ -673,6 +673,13 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
         Some(from_alpha(&["beta", "bee", short])).filter(|o| o == "beta\nbeta\nbeta\n")
     });
     assert_eq!(seen.as_deref(), Some("beta\nbeta\nbeta\n"), "after connect");
+    // beta asks its first network's server (the default one's), which
+    // mirrors meet's boxes for the boxes on meet (within a second).
+    let seen = eventually(10, || {
+        let script = "timeout 5 wget -qO- http://alpha/ || echo no-alpha";
+        Some(ok(&home.cli(&["exec", &beta, "sh", "-c", script]))).filter(|o| o == "alpha\n")
+    });
+    assert_eq!(seen.as_deref(), Some("alpha\n"), "beta resolves alpha");
     // Its one spare is taken: a third network is refused, nothing changes.
     let o = home.cli(&["network", "connect", "third", "beta"]);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));

@@ -19,7 +19,7 @@ use crate::network::store::NetworkRecord;
 const SHORT_ID_LEN: usize = 12;
 
 /// One box on one network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostEntry {
     /// The box's id (its first 12 characters resolve too).
     pub box_id: String,
@@ -200,6 +200,44 @@ impl Directory {
         })
     }
 
+    /// Mirror the boxes of the home's other networks: every entry not on
+    /// `own` is replaced by `foreign` (network → its boxes), and each
+    /// client resolves, besides `own` (when it did), the foreign networks
+    /// its own box is on. A box on several networks asks only its first
+    /// network's server (its `resolv.conf` names one), which so answers
+    /// for all of them; a box on `own` alone sees nothing more.
+    pub fn mirror(&self, own: &str, foreign: BTreeMap<String, Vec<HostEntry>>) {
+        let mut tables = self.write();
+        tables.hosts.retain(|(net, _), _| net == own);
+        for (network, entries) in &foreign {
+            for entry in entries {
+                tables
+                    .hosts
+                    .insert((network.clone(), entry.box_id.clone()), entry.clone());
+            }
+        }
+        for policy in tables.clients.values_mut() {
+            let Some(id) = policy.box_id.clone() else {
+                continue;
+            };
+            let mut networks: Vec<String> = policy
+                .networks
+                .iter()
+                .filter(|n| n.as_str() == own)
+                .cloned()
+                .collect();
+            networks.extend(
+                foreign
+                    .iter()
+                    .filter(|(_, entries)| entries.iter().any(|e| e.box_id == id))
+                    .map(|(network, _)| network.clone()),
+            );
+            if networks != policy.networks {
+                Arc::make_mut(policy).networks = networks;
+            }
+        }
+    }
+
     /// Queries from `addr` are the box `policy` describes.
     pub fn set_client(&self, addr: IpAddr, policy: ClientPolicy) {
         self.write().clients.insert(addr, Arc::new(policy));
@@ -219,6 +257,43 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_box_on_several_networks_resolves_them_all_from_its_first() {
+        let d = Directory::new();
+        d.add_host("a", entry("x1", "x", &[], [10, 1, 0, 2]));
+        d.add_host("a", entry("y1", "y", &[], [10, 1, 0, 3]));
+        let client = |id: &str| ClientPolicy {
+            box_id: Some(id.into()),
+            networks: vec!["a".into()],
+            ..ClientPolicy::default()
+        };
+        let x_ip: IpAddr = Ipv4Addr::new(10, 1, 0, 2).into();
+        let y_ip: IpAddr = Ipv4Addr::new(10, 1, 0, 3).into();
+        d.set_client(x_ip, client("x1"));
+        d.set_client(y_ip, client("y1"));
+        // x is also on b (its helper's file says so), where z lives.
+        let b = vec![
+            entry("x1", "x", &[], [10, 2, 0, 2]),
+            entry("z1", "z", &["zed"], [10, 2, 0, 3]),
+        ];
+        d.mirror("a", BTreeMap::from([("b".to_string(), b)]));
+        let x = d.client(x_ip).unwrap();
+        assert_eq!(x.networks, ["a", "b"]);
+        assert_eq!(d.lookup(&x.networks, "zed"), [Ipv4Addr::new(10, 2, 0, 3)]);
+        let y = d.client(y_ip).unwrap();
+        assert_eq!(y.networks, ["a"], "y is not on b");
+        assert!(d.lookup(&y.networks, "z").is_empty());
+        // x left b: z is gone for x too.
+        d.mirror(
+            "a",
+            BTreeMap::from([("b".to_string(), vec![entry("z1", "z", &[], [10, 2, 0, 3])])]),
+        );
+        let x = d.client(x_ip).unwrap();
+        assert_eq!(x.networks, ["a"]);
+        assert!(d.lookup(&x.networks, "z").is_empty());
+        assert_eq!(d.hosts("a").len(), 2, "the own network's entries stay");
+    }
 
     fn entry(id: &str, name: &str, aliases: &[&str], ip: [u8; 4]) -> HostEntry {
         HostEntry {
