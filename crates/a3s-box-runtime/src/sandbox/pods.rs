@@ -20,7 +20,7 @@ use nix::fcntl::FlockArg;
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
-use crate::state::{find_by_key, lock_file as lock, read_json, shim_alive, write_json};
+use crate::state::{find_by_key, lock_file as lock, read_json, records, shim_alive, write_json};
 
 /// A pod's configuration file in its directory.
 pub const POD_FILE: &str = "pod.json";
@@ -156,20 +156,10 @@ impl PodStore {
             labels,
             sandbox,
         };
-        let dir = self.pods.join(&config.id[..12]);
-        let tmp = self.pods.join(format!(".new-{}", &config.id[..12]));
-        let write = || -> Result<()> {
-            std::fs::create_dir_all(&tmp)
-                .map_err(|e| BoxError::io(format!("create {}", tmp.display()), e))?;
+        let dir = records::create(&self.pods, &config.id[..12], |tmp| {
             write_json(&tmp.join(POD_FILE), &config)?;
-            write_json(&tmp.join(STATE_FILE), &PodState::created())?;
-            std::fs::rename(&tmp, &dir)
-                .map_err(|e| BoxError::io(format!("create {}", dir.display()), e))
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+            write_json(&tmp.join(STATE_FILE), &PodState::created())
+        })?;
         Ok(PodRecord {
             dir,
             config,
@@ -179,23 +169,7 @@ impl PodStore {
 
     /// Every pod, newest first, reconciled.
     pub fn list(&self) -> Result<Vec<PodRecord>> {
-        let entries = match std::fs::read_dir(&self.pods) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(BoxError::io(format!("read {}", self.pods.display()), e)),
-        };
-        let mut pods = Vec::new();
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            if entry.file_name().as_encoded_bytes().starts_with(b".") || !Self::is_pod_dir(&dir) {
-                continue;
-            }
-            match self.load_dir(&dir) {
-                Ok(p) => pods.push(p),
-                Err(_) if !Self::is_pod_dir(&dir) => {}
-                Err(e) => tracing::warn!(dir = %dir.display(), "unreadable pod: {e}"),
-            }
-        }
+        let mut pods = records::list(&self.pods, POD_FILE, "pod", |dir| self.load_dir(dir))?;
         pods.sort_by(|a, b| b.config.created.cmp(&a.config.created));
         Ok(pods)
     }
@@ -232,11 +206,7 @@ impl PodStore {
 
     /// Read-modify-write a pod's state under its lock.
     pub fn update_dir(&self, dir: &Path, f: impl FnOnce(&mut PodState)) -> Result<PodState> {
-        let _guard = lock(&dir.join(POD_LOCK), FlockArg::LockExclusive)?;
-        let mut state: PodState = read_json(&dir.join(STATE_FILE))?;
-        f(&mut state);
-        write_json(&dir.join(STATE_FILE), &state)?;
-        Ok(state)
+        records::update(&dir.join(POD_LOCK), &dir.join(STATE_FILE), f)
     }
 
     /// Remove a pod's directory (the caller made sure nothing runs).

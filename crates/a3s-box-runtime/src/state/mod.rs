@@ -15,6 +15,7 @@ mod hold;
 mod legacy;
 pub mod log;
 pub(crate) mod names;
+pub(crate) mod records;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -286,20 +287,10 @@ impl BoxStore {
             spec,
             id,
         };
-        let dir = self.boxes.join(&config.id[..12]);
-        let tmp = self.boxes.join(format!(".new-{}", &config.id[..12]));
-        let write = || -> Result<()> {
-            std::fs::create_dir_all(&tmp)
-                .map_err(|e| BoxError::io(format!("create {}", tmp.display()), e))?;
+        let dir = records::create(&self.boxes, &config.id[..12], |tmp| {
             files::write_json(&tmp.join(CONFIG_FILE), &config)?;
-            files::write_json(&tmp.join(STATE_FILE), &BoxState::created())?;
-            std::fs::rename(&tmp, &dir)
-                .map_err(|e| BoxError::io(format!("create {}", dir.display()), e))
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+            files::write_json(&tmp.join(STATE_FILE), &BoxState::created())
+        })?;
         Ok(BoxRecord {
             dir,
             config,
@@ -323,29 +314,8 @@ impl BoxStore {
     }
 
     fn list_unlocked(&self) -> Result<Vec<BoxRecord>> {
-        let entries = match std::fs::read_dir(&self.boxes) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(BoxError::io(format!("read {}", self.boxes.display()), e)),
-        };
-        let mut records = Vec::new();
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            // Hidden entries are the store's own: its lock, boxes being
-            // removed (`.rm-`) and foreground runs being made (`.run-`).
-            if entry.file_name().as_encoded_bytes().starts_with(b".")
-                || !dir.join(CONFIG_FILE).is_file()
-            {
-                continue; // a foreground run's scratch directory, or debris
-            }
-            match self.load(&dir) {
-                Ok(r) => records.push(r),
-                // Removed by someone else between the listing and the read
-                // (renamed to its tomb): nothing is wrong.
-                Err(_) if !dir.join(CONFIG_FILE).is_file() => {}
-                Err(e) => tracing::warn!(dir = %dir.display(), "unreadable box: {e}"),
-            }
-        }
+        // Foreground runs being made (`.run-`) are hidden too.
+        let mut records = records::list(&self.boxes, CONFIG_FILE, "box", |dir| self.load(dir))?;
         records.sort_by(|a, b| b.config.created.cmp(&a.config.created));
         Ok(records)
     }
@@ -392,11 +362,7 @@ impl BoxStore {
 
     /// Read-modify-write a box's state under its lock.
     pub fn update_dir(&self, dir: &Path, f: impl FnOnce(&mut BoxState)) -> Result<BoxState> {
-        let _guard = lock(&dir.join(BOX_LOCK), FlockArg::LockExclusive)?;
-        let mut state: BoxState = files::read_json(&dir.join(STATE_FILE))?;
-        f(&mut state);
-        files::write_json(&dir.join(STATE_FILE), &state)?;
-        Ok(state)
+        records::update(&dir.join(BOX_LOCK), &dir.join(STATE_FILE), f)
     }
 
     /// Give a box a new, unused name.
