@@ -7,6 +7,8 @@
 #                relay), host-gateway (pasta's gateway = the host's loopback)
 #   tap-65520    the raw plane: a bare VM on a bridge with a TAP in a
 #                namespace, the "host" ends inside it (no helper at all)
+#   podman-slirp container->host through podman's user-mode network to the
+#                host's loopback (slirp4netns:allow_host_loopback=true)
 #   podman       podman run -p 127.0.0.1:H:C (rootful, netavark bridge);
 #                host-gateway: its bridge's gateway
 #   a3s-b2b      two boxes on one named network: box -> box
@@ -27,7 +29,7 @@
 # usage: bench/network.sh [ROUNDS]     (default 3; root; make setup and
 #                                       scripts/install-deps.sh --bench)
 # env:   CPUS (default 1), MEMORY_MIB (512), SIZE (200M), START_ROUNDS (10),
-#        VARIANTS (default "a3s tap-65520 podman a3s-b2b b2b"), A3S_BOX_BIN
+#        VARIANTS (default "a3s tap-65520 podman podman-slirp a3s-b2b b2b"), A3S_BOX_BIN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -38,7 +40,7 @@ cpus="${CPUS:-1}"
 MEMORY_MIB="${MEMORY_MIB:-512}"
 size="${SIZE:-200M}"
 start_rounds="${START_ROUNDS:-10}"
-variants="${VARIANTS:-a3s tap-65520 podman a3s-b2b b2b}"
+variants="${VARIANTS:-a3s tap-65520 podman podman-slirp a3s-b2b b2b}"
 kernel=target/share/a3s-box/vmlinux
 
 [[ $(id -u) == 0 ]] || { echo "network.sh: run as root (namespaces, TAPs, podman)" >&2; exit 1; }
@@ -180,6 +182,25 @@ run_podman() {
     down_raw
 }
 
+# podman's user-mode network to the host's loopback, as the issue names it
+# for container->host: slirp4netns with allow_host_loopback (10.0.2.2 is
+# the loopback of the namespace podman runs in, made here).
+run_podman_slirp() {
+    local h="$tag-hs"
+    net_netns_add "$h"
+    cx "ns:$h" ip link set lo up
+    cx "ns:$h" "${podman[@]}" run -d --name "$tag-slirp" \
+        --network slirp4netns:allow_host_loopback=true \
+        --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+        localhost/a3s-bench-net:busybox /bin/serve >/dev/null
+    spawn_in "ns:$h" "$work/iperf-slirp.log" iperf3 -s -B 127.0.0.1 -p "$P4"
+    until_up cx "ns:$h" "${podman[@]}" exec "$tag-slirp" iperf3 -c 10.0.2.2 -p "$P4" -n 1K
+    record podman-slirp "$cpus" gw.out "$(cx "ns:$h" timeout 180 "${podman[@]}" exec "$tag-slirp" iperf3 -c 10.0.2.2 -p "$P4" -n "$size" -J | mbps)"
+    record podman-slirp "$cpus" gw.in "$(cx "ns:$h" timeout 180 "${podman[@]}" exec "$tag-slirp" iperf3 -c 10.0.2.2 -p "$P4" -n "$size" -J -R | mbps)"
+    "${podman[@]}" rm -f -t 0 "$tag-slirp" >/dev/null 2>&1 || true
+    down_raw
+}
+
 down_raw() {
     stop_pid "${NET_PIDS[@]}"
     NET_PIDS=()
@@ -191,7 +212,7 @@ down_raw() {
 
 echo "network.sh: $("$bin" --version); $(qemu-system-x86_64 --version | head -1); rounds $rounds; $cpus vCPU; ${MEMORY_MIB} MiB; $size per transfer"
 "$bin" info | grep -A1 '^Network:' | tr -s ' ' | paste -sd' '
-if [[ " $variants " == *" podman "* ]]; then
+if [[ " $variants " == *" podman"* ]]; then
     "${podman[@]}" import -q "$GUEST/rootfs.tar" localhost/a3s-bench-net:busybox >/dev/null
 fi
 for round in $(seq "$rounds"); do
@@ -203,6 +224,7 @@ for round in $(seq "$rounds"); do
         tap-65520) run_tap ;;
         b2b) run_b2b ;;
         podman) run_podman ;;
+        podman-slirp) run_podman_slirp ;;
         *) echo "network.sh: unknown variant $v" >&2; exit 1 ;;
         esac
         record "$v" "$cpus" elapsed $((SECONDS - t0))
@@ -251,7 +273,7 @@ def cell(b, t, fmt="{:.0f}"):
 tests = ["port.in", "port.out", "gw.out", "gw.in"]
 print("\n| plane | port host→box | port box→host | gw box→host | gw host→box | http p50 ms |")
 print("|---|---|---|---|---|---|")
-for b in ["a3s", "tap-65520", "podman"]:
+for b in ["a3s", "tap-65520", "podman", "podman-slirp"]:
     if any((b, t) in vals for t in tests):
         print(f"| {b} | " + " | ".join(cell(b, t) for t in tests) + f" | {cell(b, 'http.p50ms', '{:.2f}')} |")
 raw = {t: med("tap-65520", t) for t in tests}
