@@ -15,8 +15,8 @@ use a3s_box_core::spec::{MacAddr, NetworkSpec};
 use a3s_box_core::{BoxError, Result};
 
 use super::client::{self, Attached};
-use super::wire::{self, AttachRequest, PROTOCOL_VERSION};
-use super::{egress_request, resolve_networks, Link, PreparedNetwork};
+use super::wire::{self, AttachRequest};
+use super::{attach_request, egress_request, resolve_networks, Link, PreparedNetwork};
 use crate::config::EngineConfig;
 use crate::network::store::NetworkStore;
 
@@ -65,17 +65,17 @@ impl PreparedNetwork {
             .map(|a| a.aliases.clone())
             .unwrap_or_default();
         let request = AttachRequest {
-            version: PROTOCOL_VERSION,
-            box_id: self.box_id.clone(),
-            name: self.name.clone(),
-            aliases: aliases.clone(),
-            ipv4: attachment.as_ref().and_then(|a| a.ipv4),
             mac: Some(self.slots[slot].mac),
-            egress: egress_request(spec, &networks, host_gateway),
-            dns_servers: spec.dns.servers.clone(),
-            internal_only: networks.iter().all(|(n, _)| n.internal),
-            spares: Vec::new(),
             adopt: Some(wire::spare_name(&self.box_id, slot)),
+            ..attach_request(
+                &self.box_id,
+                &self.name,
+                &aliases,
+                attachment,
+                spec,
+                egress_request(spec, &networks, host_gateway),
+                networks.iter().all(|(n, _)| n.internal),
+            )
         };
         // The network's namespace (its helper started if none runs), the
         // spare moved there, then adopted.

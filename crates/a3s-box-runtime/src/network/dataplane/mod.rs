@@ -198,15 +198,7 @@ impl PreparedNetwork {
                 .map(|a| a.aliases.clone())
                 .unwrap_or_default();
             let request = AttachRequest {
-                version: PROTOCOL_VERSION,
-                box_id: who.id.to_string(),
-                name: name.clone(),
-                aliases: aliases.clone(),
-                ipv4: attachment.as_ref().and_then(|a| a.ipv4),
                 mac: if i == 0 { spec.mac_address } else { None },
-                egress: egress.clone(),
-                dns_servers: spec.dns.servers.clone(),
-                internal_only,
                 // Spares park in the first network's namespace.
                 spares: match i {
                     0 => spare_slots
@@ -215,7 +207,15 @@ impl PreparedNetwork {
                         .collect(),
                     _ => Vec::new(),
                 },
-                adopt: None,
+                ..attach_request(
+                    who.id,
+                    &name,
+                    &aliases,
+                    attachment,
+                    spec,
+                    egress.clone(),
+                    internal_only,
+                )
             };
             let Attached {
                 attachment,
@@ -546,6 +546,33 @@ fn check(spec: &NetworkSpec, first: &NetworkRecord, host_gateway: Option<Ipv4Add
 }
 
 /// The allow-list the helpers enforce: the box's rules and its networks'.
+/// An attach of box `box_id` (called `name`) to one network with
+/// `aliases` (its `attachment` of `spec`), before its MAC, spares and
+/// adoption are said.
+fn attach_request(
+    box_id: &str,
+    name: &str,
+    aliases: &[String],
+    attachment: &Option<a3s_box_core::spec::NetworkAttachment>,
+    spec: &NetworkSpec,
+    egress: Option<EgressRequest>,
+    internal_only: bool,
+) -> AttachRequest {
+    AttachRequest {
+        version: PROTOCOL_VERSION,
+        box_id: box_id.to_string(),
+        name: name.to_string(),
+        aliases: aliases.to_vec(),
+        ipv4: attachment.as_ref().and_then(|a| a.ipv4),
+        mac: None,
+        egress,
+        dns_servers: spec.dns.servers.clone(),
+        internal_only,
+        spares: Vec::new(),
+        adopt: None,
+    }
+}
+
 fn egress_request(
     spec: &NetworkSpec,
     networks: &[(NetworkRecord, Option<a3s_box_core::spec::NetworkAttachment>)],
