@@ -52,11 +52,11 @@ trap cleanup EXIT
 
 figures="${FIGURES:-boot exec run-d stop rm}"
 wanted() { [[ " $figures " == *" $1 "* ]]; }
-measure() { # NAME PREPARE_OLD PREPARE_NEW CMD_OLD CMD_NEW
-    local name="$1" i
+measure() { # NAME PREPARE_OLD PREPARE_NEW CMD_OLD CMD_NEW [RUNS_PER_ROUND]
+    local name="$1" runs="${6:-1}" i
     wanted "$name" || return 0
     for i in $(seq "$rounds"); do
-        hyperfine -N -r 1 --style none --export-json "$work/$name-$i.json" \
+        hyperfine -N -r "$runs" --style none --export-json "$work/$name-$i.json" \
             --prepare "$2" -n old "$4" --prepare "$3" -n new "$5" >/dev/null
     done
 }
@@ -68,7 +68,8 @@ if wanted exec; then
     sh -c "$old run -d --name ab-exec $opts -- sleep 3600" >/dev/null
     sh -c "$new run -d --name ab-exec $new_opts -- sleep 3600" >/dev/null
 fi
-measure exec "true" "true" "sh -c '$old exec ab-exec true'" "sh -c '$new exec ab-exec true'"
+# exec needs no preparation and is short (~20 ms): EXEC_RUNS per round, for a steadier median.
+measure exec "true" "true" "sh -c '$old exec ab-exec true'" "sh -c '$new exec ab-exec true'" "${EXEC_RUNS:-10}"
 sh -c "$old rm -f ab-exec; $new rm -f ab-exec" >/dev/null 2>&1 || true
 # run -d, stop, rm
 clean() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; true'"; }

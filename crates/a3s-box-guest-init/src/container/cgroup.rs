@@ -5,12 +5,13 @@
 //! with the directory descriptor kept here). Removing the container kills
 //! the cgroup's processes (`cgroup.kill`) and removes it.
 //!
-//! The cpu, memory and pids controllers are enabled for the containers'
-//! cgroups (cpuset too when a container asks for CPUs). Enabling them
-//! costs tens of milliseconds under emulation, so unless a container's
-//! limits need them first, it happens on a thread once the first
-//! container's main process has started ([`enable_in_background`]); the
-//! kernel adds them to the cgroups that exist by then.
+//! The cpu, memory, pids (and cpuset) controllers are enabled only once a
+//! container's limits need them ([`Cgroup::create`]); the kernel then adds
+//! them to every container's cgroup. A container without limits is still
+//! in a cgroup of its own (its processes are counted, killed and removed
+//! together) but is not charged: with the memory controller on, every
+//! page a process touches is charged to its cgroup, which made each
+//! `exec` about 1 ms (5-10 %) slower under emulation (`docs/design.md`).
 
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, RawFd};
@@ -80,22 +81,6 @@ fn enabled() -> &'static Result<Vec<&'static str>, String> {
         debug!("cgroup controllers {enabled:?} enabled");
         Ok(enabled)
     })
-}
-
-/// Enable the controllers on a thread of their own.
-pub fn enable_in_background() {
-    if ENABLED.get().is_some() {
-        return;
-    }
-    let started = std::thread::Builder::new()
-        .name("cgroup".into())
-        .stack_size(64 * 1024)
-        .spawn(|| {
-            let _ = enabled();
-        });
-    if let Err(e) = started {
-        warning!("start the cgroup thread: {e}");
-    }
 }
 
 /// The controller `file` belongs to (`pids.max` → `pids`).

@@ -107,7 +107,5 @@ pub fn run() -> ! {
     if let Some(main) = main {
         session.start_main(&main);
     }
-    // Off the path to the first main process.
-    container::cgroup::enable_in_background();
     serve::serve(&session, reader)
 }
