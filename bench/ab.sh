@@ -77,7 +77,9 @@ measure run-d "$(clean "$old")" "$(clean "$new")" \
     "sh -c '$old run -d $opts -- sleep 600'" "sh -c '$new run -d $new_opts -- sleep 600'"
 prep_stop() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- sleep 600 >/dev/null'"; }
 measure stop "$(prep_stop "$old" "$opts")" "$(prep_stop "$new" "$new_opts")" "sh -c '$old stop -t 0 b'" "sh -c '$new stop -t 0 b'"
-prep_rm() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- true >/dev/null; $1 wait b >/dev/null'"; }
+# The box has exited; its supervisor and QEMU wind down for a moment after `wait` returns:
+# let them, so rm is timed on its own.
+prep_rm() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- true >/dev/null; $1 wait b >/dev/null; sleep 0.3'"; }
 measure rm "$(prep_rm "$old" "$opts")" "$(prep_rm "$new" "$new_opts")" "sh -c '$old rm b'" "sh -c '$new rm b'"
 
 python3 - "$work" <<'PY'
