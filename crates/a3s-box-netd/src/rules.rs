@@ -6,8 +6,9 @@
 //!   TAP's name); IPv6 from a TAP is dropped (no IPv6 yet). The egress
 //!   tables then match a box by its source address, which it cannot forge.
 //! - `ip a3s_nat`: masquerade out of the uplink (`up0`).
-//! - `inet a3s_base`: boxes reach only DNS and ICMP echo on the
-//!   namespace itself (recipe 6 of `docs/networking.md`); box-to-box
+//! - `inet a3s_base`: boxes reach only DNS, ICMP echo and the
+//!   host-gateway relay's redirected connections (`crate::gateway`) on
+//!   the namespace itself (recipe 6 of `docs/networking.md`); box-to-box
 //!   traffic on the bridge is never routed (and so never meets an egress
 //!   table); an `--internal` network routes nothing off the bridge.
 
