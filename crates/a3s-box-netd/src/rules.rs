@@ -47,6 +47,7 @@ pub fn base(internal: bool) -> String {
          \t\ttype filter hook input priority filter; policy accept;\n\
          \t\tiifname != \"{BRIDGE}\" accept\n\
          \t\tct state established,related accept\n\
+         \t\tct status dnat meta l4proto tcp accept\n\
          \t\tmeta l4proto {{ udp, tcp }} th dport 53 accept\n\
          \t\ticmp type echo-request accept\n\
          \t\tmeta l4proto tcp reject with tcp reset\n\
@@ -133,6 +134,7 @@ mod tests {
         assert!(!closed.contains("masquerade"));
         assert!(closed.contains("iifname \"br0\" drop"));
         assert!(!open.contains("iifname \"br0\" drop"));
+        assert!(open.contains("ct status dnat meta l4proto tcp accept"));
         let mac: MacAddr = "02:42:0a:58:00:02".parse().unwrap();
         let add = guard_add("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2));
         assert!(add.contains("\"a3s0123\" . 02:42:0a:58:00:02 . 10.88.0.2"));
