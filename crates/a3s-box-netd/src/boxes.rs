@@ -30,7 +30,7 @@ use a3s_box_runtime::state::events::EventLog;
 
 use crate::rtnl::{self, LinkChange, Rtnl};
 use crate::rules::{self, BRIDGE};
-use crate::{tap, Options};
+use crate::{gateway, tap, Options};
 
 /// How long a published port's connection to the box may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,17 +55,22 @@ pub struct Boxes {
     feed: Arc<FirewallFeed>,
     nft: Nft,
     host_gateway: Option<Ipv4Addr>,
+    /// The host-gateway relay runs: boxes with an egress table are kept
+    /// off it (`gateway::guard_add`).
+    gateway_relay: bool,
     events: EventLog,
     table: Mutex<HashMap<String, Attached>>,
 }
 
 impl Boxes {
     /// The (empty) table of `record`'s boxes. Leases left by an earlier
-    /// helper are dropped: a new helper has no box yet.
+    /// helper are dropped: a new helper has no box yet. `gateway_relay`:
+    /// the host-gateway relay runs.
     pub fn new(
         options: &Options,
         record: &NetworkRecord,
         has_uplink: bool,
+        gateway_relay: bool,
         events: EventLog,
     ) -> std::result::Result<Self, String> {
         let store = NetworkStore::at(options.dir.parent().unwrap_or(&options.dir));
@@ -92,6 +97,7 @@ impl Boxes {
             feed: Arc::new(FirewallFeed::new(None).on_denied(sink)),
             nft: Nft::new(Netns::Current),
             host_gateway: (has_uplink && options.map_host_gateway).then_some(HOST_GATEWAY),
+            gateway_relay,
             events,
             table: Mutex::default(),
         })
@@ -167,6 +173,9 @@ impl Boxes {
                         Err(e) => {
                             if let Some(fw) = &firewall {
                                 let _ = fw.remove();
+                                if self.gateway_relay {
+                                    let _ = self.nft.apply(&gateway::guard_remove(lease.ipv4));
+                                }
                             }
                             return Err(e);
                         }
@@ -312,6 +321,13 @@ impl Boxes {
             log_tag: short(&req.box_id).to_string(),
         };
         let firewall = Firewall::apply(self.nft.clone(), &plan)?;
+        if self.gateway_relay {
+            // Its connections to the host gateway must meet its table.
+            if let Err(e) = self.nft.apply(&gateway::guard_add(lease.ipv4)) {
+                let _ = firewall.remove();
+                return Err(e);
+            }
+        }
         Ok((tap, Some(Arc::new(firewall))))
     }
 
@@ -398,6 +414,11 @@ impl Boxes {
             self.report_denied_of(box_id, &gone.name, fw, &mut HashMap::new());
             if let Err(e) = fw.remove() {
                 tracing::warn!("remove egress table {}: {e}", fw.table());
+            }
+            if self.gateway_relay {
+                if let Err(e) = self.nft.apply(&gateway::guard_remove(gone.lease.ipv4)) {
+                    tracing::warn!("let {} use the host-gateway relay: {e}", gone.lease.ipv4);
+                }
             }
         }
         if let Err(e) = self.nft.apply(&rules::guard_remove(

@@ -8,8 +8,9 @@
 //! `netd.lock` (a second helper finds it held and says `busy`), forks its
 //! host agent ([`agent`]), leaves the host's network namespace
 //! ([`netns`]) and builds the namespace ([`rtnl`], [`rules`]); then it
-//! starts pasta through the agent, serves DNS and answers supervisors on
-//! `netd.sock` ([`server`]). It exits when its last box has been gone for
+//! starts pasta through the agent, relays boxes' TCP to the host gateway
+//! ([`gateway`]), serves DNS and answers supervisors on `netd.sock`
+//! ([`server`]). It exits when its last box has been gone for
 //! the grace period, when its network is removed, or when its uplink
 //! dies. See `docs/networking.md`.
 //!
@@ -18,6 +19,7 @@
 
 mod agent;
 mod boxes;
+mod gateway;
 mod netns;
 mod rtnl;
 mod rules;

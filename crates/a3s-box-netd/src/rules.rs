@@ -6,8 +6,9 @@
 //!   TAP's name); IPv6 from a TAP is dropped (no IPv6 yet). The egress
 //!   tables then match a box by its source address, which it cannot forge.
 //! - `ip a3s_nat`: masquerade out of the uplink (`up0`).
-//! - `inet a3s_base`: boxes reach only DNS and ICMP echo on the
-//!   namespace itself (recipe 6 of `docs/networking.md`); box-to-box
+//! - `inet a3s_base`: boxes reach only DNS, ICMP echo and the
+//!   host-gateway relay's redirected connections (`crate::gateway`) on
+//!   the namespace itself (recipe 6 of `docs/networking.md`); box-to-box
 //!   traffic on the bridge is never routed (and so never meets an egress
 //!   table); an `--internal` network routes nothing off the bridge.
 
@@ -46,6 +47,7 @@ pub fn base(internal: bool) -> String {
          \t\ttype filter hook input priority filter; policy accept;\n\
          \t\tiifname != \"{BRIDGE}\" accept\n\
          \t\tct state established,related accept\n\
+         \t\tct status dnat meta l4proto tcp accept\n\
          \t\tmeta l4proto {{ udp, tcp }} th dport 53 accept\n\
          \t\ticmp type echo-request accept\n\
          \t\tmeta l4proto tcp reject with tcp reset\n\
@@ -132,6 +134,7 @@ mod tests {
         assert!(!closed.contains("masquerade"));
         assert!(closed.contains("iifname \"br0\" drop"));
         assert!(!open.contains("iifname \"br0\" drop"));
+        assert!(open.contains("ct status dnat meta l4proto tcp accept"));
         let mac: MacAddr = "02:42:0a:58:00:02".parse().unwrap();
         let add = guard_add("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2));
         assert!(add.contains("\"a3s0123\" . 02:42:0a:58:00:02 . 10.88.0.2"));

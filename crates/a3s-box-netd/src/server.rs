@@ -1,5 +1,6 @@
 //! The helper at work: the DNS server on the gateway, the supervisors'
-//! socket, and the boxes on the network ([`boxes`]). It ends when the
+//! socket, the host-gateway relay ([`gateway`]) and the boxes on the
+//! network ([`boxes`]). It ends when the
 //! network has had no box for the grace period, when the network's
 //! directory or record is gone (removed, or removed and made again), or
 //! when the uplink dies (every box's supervisor then sees its connection
@@ -17,13 +18,14 @@ use a3s_box_runtime::network::dataplane::wire::{
 };
 use a3s_box_runtime::network::dns::resolv::{host_nameservers, DNS_PORT};
 use a3s_box_runtime::network::dns::{DnsServer, DnsServerConfig, HostEntry};
+use a3s_box_runtime::network::egress::{Netns, Nft};
 use a3s_box_runtime::network::store::{NetworkRecord, NETWORK_FILE};
 use a3s_box_runtime::state::events::{EventLog, EVENTS_FILE};
 use nix::fcntl::Flock;
 
 use crate::agent::Agent;
 use crate::boxes::Boxes;
-use crate::Options;
+use crate::{gateway, Options};
 
 /// How often the helper looks at its network, its boxes' denied
 /// connections and its uplink.
@@ -179,7 +181,28 @@ pub async fn serve(setup: Setup, ready: &mut dyn ReadySink) -> Result<(), String
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
     let events = EventLog::at(home.join(EVENTS_FILE));
-    let boxes = Arc::new(Boxes::new(&options, &record, pasta.is_some(), events)?);
+    // Before any box: a box with an egress table must find the relay's
+    // set to be kept off it. Without the relay (its redirect refused, say
+    // rootless on a kernel that will not load it), pasta carries it all.
+    let relay = if pasta.is_some() && gateway::wanted(&record, options.map_host_gateway) {
+        let nft = Nft::new(Netns::Current);
+        match gateway::Relay::start(record.gateway, agent.clone(), &nft).await {
+            Ok(relay) => Some(relay),
+            Err(e) => {
+                tracing::warn!("no host-gateway relay, pasta carries it: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let boxes = Arc::new(Boxes::new(
+        &options,
+        &record,
+        pasta.is_some(),
+        relay.is_some(),
+        events,
+    )?);
 
     let upstreams = if record.internal {
         Vec::new()

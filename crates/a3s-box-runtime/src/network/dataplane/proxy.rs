@@ -8,6 +8,10 @@
 //! `SPLICE_F_MORE` (which corks small replies: finding 11 of
 //! `docs/networking.md`). A half-close is passed on. UDP keeps one flow
 //! per client address, dropped after [`UDP_IDLE`] without traffic.
+//!
+//! The TCP relay ([`relay_tcp`]) is also the network helper's: its
+//! host-gateway relay moves a box's connection to the host's loopback
+//! with it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -118,18 +122,33 @@ async fn tcp(listener: TcpListener, target: Target) {
             let Ok(inside) = ready else {
                 return;
             };
-            let _ = client.set_nodelay(true);
-            let _ = inside.set_nodelay(true);
-            relay(client, inside).await;
+            relay_tcp(client, inside).await;
         });
     }
 }
 
-/// Move bytes both ways until both directions ended.
-async fn relay(a: TcpStream, b: TcpStream) {
-    let (ab, ba) = tokio::join!(pump(&a, &b), pump(&b, &a));
-    if let Err(e) = ab.and(ba) {
-        tracing::trace!("published port connection: {e}");
+/// Relay two connected TCP streams with splice(2), in the kernel: both
+/// get `TCP_NODELAY`, each direction moves through its own pipe and a
+/// half-close is passed on. Returns when both directions ended, or at
+/// once when either fails (a reset, an error): both streams then close
+/// here.
+pub async fn relay_tcp(a: TcpStream, b: TcpStream) {
+    let _ = a.set_nodelay(true);
+    let _ = b.set_nodelay(true);
+    let ab = pump(&a, &b);
+    let ba = pump(&b, &a);
+    tokio::pin!(ab, ba);
+    let rest = tokio::select! {
+        r = &mut ab => r.map(|()| false),
+        r = &mut ba => r.map(|()| true),
+    };
+    let ended = match rest {
+        Ok(true) => ab.await,
+        Ok(false) => ba.await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = ended {
+        tracing::trace!("relayed connection: {e}");
     }
 }
 
