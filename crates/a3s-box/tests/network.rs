@@ -640,6 +640,19 @@ fn networks_of(home: &TestHome, key: &str) -> Vec<String> {
     names
 }
 
+/// The addresses of box `id`'s own lines in its `/etc/hosts`
+/// (`ADDRESS<TAB>HOSTNAME`, as Docker's), in order.
+fn own_hosts_addresses(home: &TestHome, id: &str) -> Vec<String> {
+    let hostname = ok(&home.cli(&["exec", id, "cat", "/etc/hostname"]));
+    let hosts = ok(&home.cli(&["exec", id, "cat", "/etc/hosts"]));
+    hosts
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, name)| *name == hostname.trim())
+        .map(|(address, _)| address.to_string())
+        .collect()
+}
+
 #[test]
 fn connect_disconnect_and_rename_follow_running_boxes() {
     let home = TestHome::new();
@@ -673,6 +686,16 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
         .unwrap()
         .to_string();
     let short = &beta[..12];
+    // Its /etc/hosts names it at its address on each network, as Docker's.
+    let default_ip = home.inspect("beta")["NetworkSettings"]["Networks"]["default"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        own_hosts_addresses(&home, &beta),
+        [default_ip.as_str(), beta_ip.as_str()],
+        "/etc/hosts after connect"
+    );
     // beta's server may still be starting.
     let seen = eventually(20, || {
         Some(from_alpha(&["beta", "bee", short])).filter(|o| o == "beta\nbeta\nbeta\n")
@@ -696,6 +719,11 @@ fn connect_disconnect_and_rename_follow_running_boxes() {
     // It leaves: neither its names nor its address answer any more.
     ok(&home.cli(&["network", "disconnect", "meet", "gamma"]));
     assert_eq!(networks_of(&home, "gamma"), ["default"]);
+    assert_eq!(
+        own_hosts_addresses(&home, &beta),
+        [default_ip.as_str()],
+        "/etc/hosts after disconnect"
+    );
     assert_eq!(
         from_alpha(&["gamma", "bee", &beta_ip]),
         format!("no-gamma\nno-bee\nno-{beta_ip}\n")

@@ -85,9 +85,10 @@ impl Session {
         self.containers
             .reserve(&spec.id)
             .map_err(InitError::Protocol)?;
-        let built = build(spec, self.network.as_deref(), workdirs);
+        let (network, planned) = self.network_now();
+        let built = build(spec, network.as_ref(), workdirs);
         let container = built.inspect_err(|_| self.containers.release(&spec.id))?;
-        self.containers.created(Arc::new(container));
+        self.container_ready(Arc::new(container), &planned);
         self.containers.set_first(&spec.id);
         self.send_message(GuestMessage::ContainerCreated {
             container: spec.id.clone(),
@@ -112,9 +113,10 @@ impl Session {
         let session = Arc::clone(self);
         spawn_thread(self, format!("create-{}", spec.id), move || {
             let workdirs: Vec<&str> = spec.workdir.as_deref().into_iter().collect();
-            match build(&spec, session.network.as_deref(), &workdirs) {
+            let (network, planned) = session.network_now();
+            match build(&spec, network.as_ref(), &workdirs) {
                 Ok(container) => {
-                    session.containers.created(Arc::new(container));
+                    session.container_ready(Arc::new(container), &planned);
                     debug!("container {} created", spec.id);
                     session.send_message(GuestMessage::ContainerCreated { container: spec.id });
                 }

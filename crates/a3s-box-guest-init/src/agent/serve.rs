@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use a3s_box_core::guest::message::{BootSpec, GuestMessage, HostMessage, Message};
+use a3s_box_core::guest::message::{BootSpec, HostMessage, Message};
 use a3s_box_core::guest::{Frame, StdStream};
 
 use crate::agent::port::Port;
-use crate::agent::session::{spawn_thread, Session};
+use crate::agent::session::Session;
 use crate::error::InitError;
 use crate::pid1::log::{debug, warning};
 use crate::pid1::power;
@@ -117,27 +117,11 @@ fn dispatch(session: &Arc<Session>, frame: Frame) -> Result<(), InitError> {
         }
         Frame::Control(Message::Host(HostMessage::ConfigureInterface(iface))) => {
             debug!("configure interface {}", iface.mac);
-            let s = Arc::clone(session);
-            spawn_thread(session, format!("if-{}", iface.mac), move || {
-                let mac = iface.mac;
-                s.send_message(match crate::net::configure_one(&iface) {
-                    Ok(()) => GuestMessage::InterfaceConfigured { mac },
-                    Err(e) => GuestMessage::InterfaceFailed {
-                        mac,
-                        reason: e.to_string(),
-                    },
-                });
-            });
+            session.configure_interface(iface);
         }
         Frame::Control(Message::Host(HostMessage::DeconfigureInterface { mac })) => {
             debug!("deconfigure interface {mac}");
-            session.send_message(match crate::net::deconfigure(mac) {
-                Ok(()) => GuestMessage::InterfaceConfigured { mac },
-                Err(e) => GuestMessage::InterfaceFailed {
-                    mac,
-                    reason: e.to_string(),
-                },
-            });
+            session.deconfigure_interface(mac);
         }
         Frame::Data {
             process,

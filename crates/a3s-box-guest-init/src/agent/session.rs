@@ -1,7 +1,8 @@
 //! The host session: the processes guest-init runs for the host, and when
 //! each is reported; the sandbox's containers. Starting processes is in
 //! [`super::launch`], creating and removing containers in
-//! [`super::containers`].
+//! [`super::containers`], interfaces coming and going in
+//! [`super::interfaces`].
 //!
 //! A process is `Exited` only once three things hold: `Started` was sent,
 //! both output forwarders sent their `Eof` (so all output precedes the
@@ -13,7 +14,7 @@ use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use a3s_box_core::guest::message::{GuestMessage, NetworkConfig, WindowSize};
+use a3s_box_core::guest::message::{GuestMessage, InterfaceConfig, NetworkConfig, WindowSize};
 use a3s_box_core::guest::{Frame, StdStream};
 use nix::unistd::Pid;
 
@@ -69,8 +70,11 @@ pub struct Session {
     table: Mutex<HashMap<u32, Entry>>,
     /// The sandbox's containers.
     pub(super) containers: Containers,
-    /// The sandbox's network, for each container's /etc files.
+    /// The sandbox's network as it booted, for each container's /etc files.
     pub(super) network: Option<Box<NetworkConfig>>,
+    /// Its interfaces as they are now (`network connect`/`disconnect`:
+    /// [`super::interfaces`]).
+    pub(super) interfaces: Mutex<Vec<InterfaceConfig>>,
 }
 
 /// Start a named helper thread; failing to is fatal for PID 1.
@@ -92,6 +96,11 @@ impl Session {
             credits: Credits::default(),
             table: Mutex::new(HashMap::new()),
             containers: Containers::default(),
+            interfaces: Mutex::new(
+                network
+                    .as_ref()
+                    .map_or(Vec::new(), |n| n.interfaces.clone()),
+            ),
             network,
         })
     }

@@ -82,6 +82,17 @@ impl Containers {
         }
     }
 
+    /// Every ready container.
+    pub fn ready(&self) -> Vec<Arc<Container>> {
+        self.lock()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready(c) => Some(Arc::clone(c)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Take the ready container `id` for removal.
     pub fn begin_remove(&self, id: &str) -> Result<Arc<Container>, String> {
         let mut slots = self.lock();
@@ -136,6 +147,7 @@ mod tests {
         let t = Containers::default();
         assert_eq!(t.get(Some("a")).unwrap_err(), "no such container: a");
         t.reserve("a").unwrap();
+        assert!(t.ready().is_empty());
         assert_eq!(t.reserve("a").unwrap_err(), "container a is being created");
         assert_eq!(
             t.get(Some("a")).unwrap_err(),
@@ -144,8 +156,10 @@ mod tests {
         t.created(container("a"));
         assert_eq!(t.reserve("a").unwrap_err(), "container a already exists");
         assert_eq!(t.get(Some("a")).unwrap().id, "a");
+        assert_eq!(t.ready().len(), 1);
         let taken = t.begin_remove("a").unwrap();
         assert_eq!(taken.id, "a");
+        assert!(t.ready().is_empty());
         assert_eq!(
             t.get(Some("a")).unwrap_err(),
             "container a is being removed"

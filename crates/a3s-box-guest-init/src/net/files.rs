@@ -1,9 +1,12 @@
 //! The contents of the network files each container gets in its /etc, as
 //! Docker writes them: `hostname`, `hosts` (the localhost lines, the
-//! `--add-host` entries, then the container's own name and address) and
-//! `resolv.conf`. Pure functions; values that would break a line are refused.
+//! `--add-host` entries, then the container's own name at each of its
+//! addresses) and `resolv.conf`; and the edits `network connect` and
+//! `disconnect` of a running sandbox make to `hosts`. Pure functions;
+//! values that would break a line are refused.
 
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr};
 
 use a3s_box_core::guest::message::{DnsConfig, HostEntry, NetworkConfig};
 
@@ -50,7 +53,8 @@ pub fn hostname_file(hostname: &str) -> String {
 }
 
 /// `/etc/hosts`: the localhost lines, the extra hosts in order, then the
-/// container's own line: its hostname at the sandbox's address, or at
+/// container's own lines: its hostname at each address of the sandbox's
+/// interfaces, in their order (one per network, as Docker's), or at
 /// 127.0.0.1 when the sandbox has none (`--network none`).
 pub fn hosts_file(hostname: &str, network: Option<&NetworkConfig>) -> Result<String, String> {
     let mut out = String::from(LOCALHOST_LINES);
@@ -59,15 +63,63 @@ pub fn hosts_file(hostname: &str, network: Option<&NetworkConfig>) -> Result<Str
         check_word("host name", &entry.name)?;
         let _ = writeln!(out, "{}\t{}", entry.address, entry.name);
     }
-    match network.and_then(NetworkConfig::own_address) {
-        Some(address) => {
-            let _ = writeln!(out, "{address}\t{hostname}");
-        }
-        None => {
-            let _ = writeln!(out, "127.0.0.1\t{hostname}");
-        }
+    let mut own = network
+        .into_iter()
+        .flat_map(|n| &n.interfaces)
+        .filter_map(|i| i.ipv4.map(|a| a.address))
+        .peekable();
+    if own.peek().is_none() {
+        let _ = writeln!(out, "127.0.0.1\t{hostname}");
+    }
+    for address in own {
+        let _ = writeln!(out, "{address}\t{hostname}");
     }
     Ok(out)
+}
+
+/// The address and names of a hosts line (`None`: a blank or comment line,
+/// or one that does not start with an address).
+fn hosts_line(line: &str) -> Option<(IpAddr, Vec<&str>)> {
+    let line = line.split('#').next().unwrap_or_default();
+    let mut words = line.split_whitespace();
+    let address = words.next()?.parse().ok()?;
+    Some((address, words.collect()))
+}
+
+/// `hosts` with the container's own line for `address` added at the end
+/// (`network connect`: Docker's `IP<TAB>hostname`); unchanged when that
+/// line is there already.
+pub fn hosts_with_address(hosts: &str, address: Ipv4Addr, hostname: &str) -> String {
+    let address = IpAddr::V4(address);
+    let present = hosts
+        .lines()
+        .filter_map(hosts_line)
+        .any(|(a, names)| a == address && names == [hostname]);
+    let mut out = hosts.to_string();
+    if present {
+        return out;
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{address}\t{hostname}");
+    out
+}
+
+/// `hosts` without the lines of `address` (`network disconnect`, as
+/// Docker's). Every other line stays as it is, and so do the lines of
+/// `keep` (the `--add-host` entries), even at that address.
+pub fn hosts_without_address(hosts: &str, address: Ipv4Addr, keep: &[HostEntry]) -> String {
+    let address = IpAddr::V4(address);
+    let goes = |line: &str| {
+        hosts_line(line).is_some_and(|(a, names)| {
+            a == address
+                && !keep
+                    .iter()
+                    .any(|e| e.address == address && names == [e.name.as_str()])
+        })
+    };
+    hosts.split_inclusive('\n').filter(|l| !goes(l)).collect()
 }
 
 /// `/etc/resolv.conf`.
@@ -166,6 +218,75 @@ mod tests {
         assert!(check_hostname(&"h".repeat(64)).is_ok());
         assert!(check_hostname(&"h".repeat(65)).is_err());
         assert_eq!(hostname_file("web"), "web\n");
+    }
+
+    #[test]
+    fn every_interface_address_has_a_line() {
+        let mut net = network(Some("10.0.2.15"), &[]);
+        let mut second = net.interfaces[0].clone();
+        second.ipv4 = Some(Ipv4Cidr {
+            address: "10.0.3.7".parse().unwrap(),
+            prefix_len: 24,
+        });
+        let mut spare = second.clone();
+        spare.ipv4 = None;
+        net.interfaces.extend([spare, second]);
+        let hosts = hosts_file("web", Some(&net)).unwrap();
+        assert!(
+            hosts.ends_with("ff02::2\tip6-allrouters\n10.0.2.15\tweb\n10.0.3.7\tweb\n"),
+            "{hosts}"
+        );
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn connect_adds_the_own_line_once() {
+        let before = "127.0.0.1\tlocalhost\n10.0.2.15\tweb\n";
+        let after = hosts_with_address(before, ip("10.0.3.7"), "web");
+        assert_eq!(after, format!("{before}10.0.3.7\tweb\n"));
+        assert_eq!(hosts_with_address(&after, ip("10.0.3.7"), "web"), after);
+        // A file the workload left without a final newline, or emptied.
+        assert_eq!(
+            hosts_with_address("1.2.3.4 x", ip("10.0.3.7"), "web"),
+            "1.2.3.4 x\n10.0.3.7\tweb\n"
+        );
+        assert_eq!(
+            hosts_with_address("", ip("10.0.3.7"), "web"),
+            "10.0.3.7\tweb\n"
+        );
+        // The same address under another name is not the own line.
+        assert_eq!(
+            hosts_with_address("10.0.3.7 other\n", ip("10.0.3.7"), "web"),
+            "10.0.3.7 other\n10.0.3.7\tweb\n"
+        );
+    }
+
+    #[test]
+    fn disconnect_removes_only_the_lines_of_the_address() {
+        let net = network(
+            Some("10.0.2.15"),
+            &[("db", "10.0.2.20"), ("pinned", "10.0.3.7")],
+        );
+        let base = hosts_file("web", Some(&net)).unwrap();
+        let workload = "# mine\n10.0.3.70\tnear\n10.0.3.7   alias web\n\n::1 me # 10.0.3.7\n";
+        let connected = hosts_with_address(&format!("{base}{workload}"), ip("10.0.3.7"), "web");
+        let left = hosts_without_address(&connected, ip("10.0.3.7"), &net.extra_hosts);
+        assert_eq!(
+            left,
+            format!("{base}# mine\n10.0.3.70\tnear\n\n::1 me # 10.0.3.7\n"),
+            "the own line and the workload's line at the address go; the --add-host one stays"
+        );
+        assert!(left.contains("10.0.3.7\tpinned\n"), "{left}");
+        assert!(left.contains("10.0.2.15\tweb\n"), "{left}");
+        // Nothing at the address: nothing changes, a last line without a
+        // newline included.
+        assert_eq!(
+            hosts_without_address("a\n1.2.3.4 x", ip("10.9.9.9"), &[]),
+            "a\n1.2.3.4 x"
+        );
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //! image without them, or with a symlink there, still has a regular file to
 //! mount on, even with a read-only root, and the container's own layer
 //! never gets one.
+//!
+//! `network connect`/`disconnect` of a running sandbox edit `hosts` in
+//! place ([`edit`]): the container's bind mount holds its inode.
 
-use std::fs;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 
 use a3s_box_core::guest::message::{MountSpec, NetworkConfig};
 use nix::mount::{mount, MsFlags};
@@ -90,6 +95,32 @@ pub fn write(init: &str, dir: &str, planned: &[EtcFile]) -> Result<(), InitError
         fs::write(&source, &file.content).context(|| format!("write {source}"))?;
     }
     Ok(())
+}
+
+/// Rewrite the file for container path `path` (one of [`HOSTNAME`],
+/// [`HOSTS`], [`RESOLV_CONF`]) written into `dir` with what `change` makes
+/// of its content, in place: the same inode (the container's bind mount
+/// holds it), the new content written over the old, then cut to its
+/// length, so a reader never finds it empty. `false` when there is no such
+/// file (a mount of the user's covers the path: it is left alone).
+pub fn edit(dir: &str, path: &str, change: impl FnOnce(&str) -> String) -> Result<bool, InitError> {
+    let path = format!("{dir}/{}", path.trim_start_matches("/etc/"));
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).context(|| format!("open {path}")),
+    };
+    let mut old = String::new();
+    file.read_to_string(&mut old)
+        .context(|| format!("read {path}"))?;
+    let new = change(&old);
+    if new != old {
+        file.write_all_at(new.as_bytes(), 0)
+            .context(|| format!("write {path}"))?;
+        file.set_len(new.len() as u64)
+            .context(|| format!("truncate {path}"))?;
+    }
+    Ok(true)
 }
 
 /// Bind each file of `planned`, written into `dir`, onto its path in the
@@ -186,5 +217,24 @@ mod tests {
             fs::read_to_string(etc.join("hosts")).unwrap(),
             planned[1].content
         );
+    }
+
+    #[test]
+    fn edits_keep_the_inode_and_cut_to_the_new_length() {
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let path = dir.path().join("hosts");
+        fs::write(&path, "a\nbb\nccc\n").unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert!(edit(d, HOSTS, |s| s.replace("bb\n", "")).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a\nccc\n");
+        assert!(edit(d, HOSTS, |s| format!("{s}dddd\n")).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a\nccc\ndddd\n");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        // No file (a user's mount covers it): nothing is made.
+        assert!(!edit(d, RESOLV_CONF, |_| "x".into()).unwrap());
+        assert!(!dir.path().join("resolv.conf").exists());
     }
 }

@@ -77,7 +77,8 @@ impl Layout {
         format!("{}/init", self.run)
     }
 
-    fn etc(&self) -> String {
+    /// The directory of its /etc files.
+    pub(crate) fn etc(&self) -> String {
         format!("{}/etc", self.run)
     }
 
