@@ -25,73 +25,73 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new box.
-    Run(RunArgs),
+    Run(crate::cli_lazy::Lazy<RunArgs>),
     /// Create a box without starting it.
-    Create(RunArgs),
+    Create(crate::cli_lazy::Lazy<RunArgs>),
     /// Start stopped boxes.
-    Start(StartArgs),
+    Start(crate::cli_lazy::Lazy<StartArgs>),
     /// Stop running boxes (SIGTERM, then kill after -t seconds).
-    Stop(StopArgs),
+    Stop(crate::cli_lazy::Lazy<StopArgs>),
     /// Stop then start boxes.
-    Restart(StopArgs),
+    Restart(crate::cli_lazy::Lazy<StopArgs>),
     /// Send a signal to running boxes.
-    Kill(KillArgs),
+    Kill(crate::cli_lazy::Lazy<KillArgs>),
     /// Stop the vCPUs of running boxes (memory is kept).
-    Pause(BoxesArgs),
+    Pause(crate::cli_lazy::Lazy<BoxesArgs>),
     /// Resume paused boxes.
-    Unpause(BoxesArgs),
+    Unpause(crate::cli_lazy::Lazy<BoxesArgs>),
     /// Rename a box.
-    Rename(RenameArgs),
+    Rename(crate::cli_lazy::Lazy<RenameArgs>),
     /// Remove all stopped boxes.
-    Prune(PruneArgs),
+    Prune(crate::cli_lazy::Lazy<PruneArgs>),
     /// System-wide commands.
     #[command(subcommand)]
-    System(SystemCommand),
+    System(crate::cli_lazy::LazyGroup<SystemCommand>),
     /// Remove boxes.
-    Rm(RmArgs),
+    Rm(crate::cli_lazy::Lazy<RmArgs>),
     /// List boxes.
-    Ps(PsArgs),
+    Ps(crate::cli_lazy::Lazy<PsArgs>),
     /// Show a box's output.
-    Logs(LogsArgs),
+    Logs(crate::cli_lazy::Lazy<LogsArgs>),
     /// Show boxes' configuration and state as JSON.
-    Inspect(BoxesArgs),
+    Inspect(crate::cli_lazy::Lazy<BoxesArgs>),
     /// Wait for boxes to stop; print their exit codes.
-    Wait(BoxesArgs),
+    Wait(crate::cli_lazy::Lazy<BoxesArgs>),
     /// Run a command in a running box.
-    Exec(ExecArgs),
+    Exec(crate::cli_lazy::Lazy<ExecArgs>),
     /// Attach to a running box's main process (detach with Ctrl-P Ctrl-Q).
-    Attach(AttachArgs),
+    Attach(crate::cli_lazy::Lazy<AttachArgs>),
     /// Copy files between a box and the host (BOX:PATH, `-` for a tar stream).
-    Cp(CpArgs),
+    Cp(crate::cli_lazy::Lazy<CpArgs>),
     /// Show the processes of a box.
-    Top(TopArgs),
+    Top(crate::cli_lazy::Lazy<TopArgs>),
     /// Show resource usage of boxes.
-    Stats(StatsArgs),
+    Stats(crate::cli_lazy::Lazy<StatsArgs>),
     /// List a box's published ports, or the host side of one of them.
-    Port(PortArgs),
+    Port(crate::cli_lazy::Lazy<PortArgs>),
     /// Manage volumes.
     #[command(subcommand)]
-    Volume(crate::cli_storage::VolumeCommand),
+    Volume(crate::cli_lazy::LazyGroup<crate::cli_storage::VolumeCommand>),
     /// Manage networks.
     #[command(subcommand)]
-    Network(crate::cli_network::NetworkCommand),
+    Network(crate::cli_lazy::LazyGroup<crate::cli_network::NetworkCommand>),
     /// Show a box's changes to its image (A added, C changed, D deleted).
-    Diff(crate::cli_storage::DiffArgs),
+    Diff(crate::cli_lazy::Lazy<crate::cli_storage::DiffArgs>),
     /// Write a box's filesystem as a tar.
-    Export(crate::cli_storage::ExportArgs),
+    Export(crate::cli_lazy::Lazy<crate::cli_storage::ExportArgs>),
     /// Make an image of a box: its changes become one new layer.
-    Commit(crate::cli_storage::CommitArgs),
+    Commit(crate::cli_lazy::Lazy<crate::cli_storage::CommitArgs>),
     /// Make a one-layer image of a tarball.
-    Import(crate::cli_storage::ImportArgs),
+    Import(crate::cli_lazy::Lazy<crate::cli_storage::ImportArgs>),
     /// Show lifecycle events (follows until interrupted, or until --until).
-    Events(EventsArgs),
+    Events(crate::cli_lazy::Lazy<EventsArgs>),
     /// Manage pods: several containers in one VM.
     #[command(subcommand)]
-    Pod(crate::cli_pod::PodCommand),
+    Pod(crate::cli_lazy::LazyGroup<crate::cli_pod::PodCommand>),
     /// Show the accelerator, kernel and versions this host uses.
-    Info(InfoArgs),
+    Info(crate::cli_lazy::Lazy<InfoArgs>),
     /// Show the version.
-    Version(VersionArgs),
+    Version(crate::cli_lazy::Lazy<VersionArgs>),
     /// Image verbs: pull, images, rmi, tag, image, image-inspect, history, login, logout.
     #[command(flatten)]
     Image(crate::cli_image::ImageCommand),

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_image;
+mod cli_lazy;
 mod cli_network;
 mod cli_pod;
 mod cli_storage;
@@ -55,41 +56,43 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         commit, cp, events, exec, info, layers, lifecycle, logs, monitor, pod, ps, run, volume,
     };
     match command {
-        Command::Run(args) => block_on(run::run(args))?,
-        Command::Create(args) => block_on(lifecycle::create(args))?,
-        Command::Start(args) => block_on(lifecycle::start(args))?,
-        Command::Stop(args) => block_on(lifecycle::stop(args))?,
-        Command::Restart(args) => block_on(lifecycle::restart(args))?,
-        Command::Kill(args) => block_on(lifecycle::kill(args))?,
-        Command::Pause(args) => block_on(lifecycle::pause(args))?,
-        Command::Unpause(args) => block_on(lifecycle::unpause(args))?,
-        Command::Rename(args) => block_on(lifecycle::rename(args))?,
+        Command::Run(args) => block_on(|| run::run(args.into_inner()))?,
+        Command::Create(args) => block_on(|| lifecycle::create(args.into_inner()))?,
+        Command::Start(args) => block_on(|| lifecycle::start(args.into_inner()))?,
+        Command::Stop(args) => block_on(|| lifecycle::stop(args.into_inner()))?,
+        Command::Restart(args) => block_on(|| lifecycle::restart(args.into_inner()))?,
+        Command::Kill(args) => block_on(|| lifecycle::kill(args.into_inner()))?,
+        Command::Pause(args) => block_on(|| lifecycle::pause(args.into_inner()))?,
+        Command::Unpause(args) => block_on(|| lifecycle::unpause(args.into_inner()))?,
+        Command::Rename(args) => block_on(|| lifecycle::rename(args.into_inner()))?,
         Command::Prune(_) => lifecycle::prune(false),
-        Command::System(cli::SystemCommand::Prune(_)) => lifecycle::prune(true),
-        Command::Rm(args) => block_on(lifecycle::rm(args))?,
-        Command::Wait(args) => block_on(lifecycle::wait(args))?,
-        Command::Inspect(args) => lifecycle::inspect(args),
-        Command::Ps(args) => ps::ps(args),
-        Command::Exec(args) => block_on(exec::exec(args))?,
-        Command::Attach(args) => block_on(exec::attach(args))?,
-        Command::Cp(args) => block_on(cp::cp(args))?,
-        Command::Top(args) => block_on(monitor::top(args))?,
-        Command::Stats(args) => block_on(monitor::stats(args))?,
-        Command::Port(args) => commands::port::run(args),
-        Command::Logs(args) => block_on(logs::logs(args))?,
-        Command::Volume(command) => volume::dispatch(command),
-        Command::Network(command) => commands::network::dispatch(command),
-        Command::Diff(args) => block_on(layers::diff(args))?,
-        Command::Export(args) => block_on(layers::export(args))?,
-        Command::Commit(args) => block_on(commit::commit(args))?,
-        Command::Import(args) => commit::import(args),
-        Command::System(cli::SystemCommand::Df) => commit::df(),
-        Command::Events(args) => block_on(events::events(args))?,
-        Command::Pod(command) => block_on(pod::dispatch(command))?,
-        Command::Info(args) => info::run(args).map(|_| 0),
+        Command::System(system) => match system.into_inner() {
+            cli::SystemCommand::Prune(_) => lifecycle::prune(true),
+            cli::SystemCommand::Df => commit::df(),
+        },
+        Command::Rm(args) => block_on(|| lifecycle::rm(args.into_inner()))?,
+        Command::Wait(args) => block_on(|| lifecycle::wait(args.into_inner()))?,
+        Command::Inspect(args) => lifecycle::inspect(args.into_inner()),
+        Command::Ps(args) => ps::ps(args.into_inner()),
+        Command::Exec(args) => block_on(|| exec::exec(args.into_inner()))?,
+        Command::Attach(args) => block_on(|| exec::attach(args.into_inner()))?,
+        Command::Cp(args) => block_on(|| cp::cp(args.into_inner()))?,
+        Command::Top(args) => block_on(|| monitor::top(args.into_inner()))?,
+        Command::Stats(args) => block_on(|| monitor::stats(args.into_inner()))?,
+        Command::Port(args) => commands::port::run(args.into_inner()),
+        Command::Logs(args) => block_on(|| logs::logs(args.into_inner()))?,
+        Command::Volume(command) => volume::dispatch(command.into_inner()),
+        Command::Network(command) => commands::network::dispatch(command.into_inner()),
+        Command::Diff(args) => block_on(|| layers::diff(args.into_inner()))?,
+        Command::Export(args) => block_on(|| layers::export(args.into_inner()))?,
+        Command::Commit(args) => block_on(|| commit::commit(args.into_inner()))?,
+        Command::Import(args) => commit::import(args.into_inner()),
+        Command::Events(args) => block_on(|| events::events(args.into_inner()))?,
+        Command::Pod(command) => block_on(|| pod::dispatch(command.into_inner()))?,
+        Command::Info(args) => info::run(args.into_inner()).map(|_| 0),
         Command::Image(command) => commands::image::dispatch(command),
         Command::Version(args) => {
-            commands::version::run(args);
+            commands::version::run(args.into_inner());
             Ok(0)
         }
     }
@@ -106,11 +109,17 @@ fn log_filter(text: &str) -> Option<tracing_subscriber::EnvFilter> {
     tracing_subscriber::EnvFilter::try_new(text).ok()
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+/// Run the future `make` returns on a runtime of its own. Not inlined, and
+/// the future is made here: each command's future (some are tens of KiB)
+/// then lives in this function's frame for that command only, instead of
+/// `dispatch` reserving, and probing page by page, room for the largest of
+/// them on every command line.
+#[inline(never)]
+fn block_on<F: std::future::Future>(make: impl FnOnce() -> F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let out = runtime.block_on(f);
+    let out = runtime.block_on(make());
     // A read of our stdin may still be blocked in a helper thread; it must
     // not keep the command from exiting.
     runtime.shutdown_background();
