@@ -116,7 +116,7 @@ pub fn guard_remove(tap: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -157,6 +157,12 @@ mod tests {
             guard_add("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2)),
             guard_remove("a3s0123", mac, Ipv4Addr::new(10, 88, 0, 2)),
         );
+        assert_loads(&script);
+    }
+
+    /// `script` loads with `nft -f` in a fresh network namespace (skipped
+    /// where namespaces are not allowed).
+    pub(crate) fn assert_loads(script: &str) {
         let out = std::process::Command::new("unshare")
             .args(["--net", "nft", "-f", "-"])
             .stdin(std::process::Stdio::piped())
