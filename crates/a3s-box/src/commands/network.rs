@@ -1,6 +1,8 @@
 //! `network create|ls|inspect|rm|prune|connect|disconnect`: parse →
 //! engine → render.
 
+use std::net::Ipv4Addr;
+
 use a3s_box_core::spec::{parse_egress, parse_labels, Cidr};
 use a3s_box_runtime::manager::{NetworkConnect, NetworkCreate};
 use anyhow::{bail, Result};
@@ -27,15 +29,7 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
                         .map_err(|e| anyhow::anyhow!("invalid --subnet {s:?}: {}", e.message))
                 })
                 .transpose()?;
-            let gateway = a
-                .gateway
-                .as_deref()
-                .map(|g| {
-                    g.parse().map_err(|_| {
-                        anyhow::anyhow!("invalid --gateway {g:?}: use an IPv4 address")
-                    })
-                })
-                .transpose()?;
+            let gateway = ipv4_flag("--gateway", a.gateway.as_deref(), "an IPv4 address")?;
             let egress = a
                 .egress_allow
                 .iter()
@@ -101,24 +95,16 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
             Ok(if failed { super::EXIT_BOX_ERROR } else { 0 })
         }
         NetworkCommand::Connect(a) => {
-            let ipv4 = a
-                .ip
-                .as_deref()
-                .map(|ip| {
-                    ip.parse().map_err(|_| {
-                        anyhow::anyhow!("invalid --ip {ip:?}: use an IPv4 address of the network")
-                    })
-                })
-                .transpose()?;
+            let ipv4 = ipv4_flag("--ip", a.ip.as_deref(), "an IPv4 address of the network")?;
             let req = NetworkConnect {
                 aliases: a.aliases,
                 ipv4,
             };
-            block_on(engine.network_connect(&a.network, &a.r#box, req))??;
+            crate::block_on(|| engine.network_connect(&a.network, &a.r#box, req))??;
             Ok(0)
         }
         NetworkCommand::Disconnect(a) => {
-            block_on(engine.network_disconnect(&a.network, &a.r#box, a.force))??;
+            crate::block_on(|| engine.network_disconnect(&a.network, &a.r#box, a.force))??;
             Ok(0)
         }
         NetworkCommand::Prune(_) => {
@@ -130,9 +116,12 @@ pub fn dispatch(command: NetworkCommand) -> Result<u8> {
     }
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(f))
+/// `value` of the IPv4 flag `flag`, if given; `hint` says what to give.
+fn ipv4_flag(flag: &str, value: Option<&str>, hint: &str) -> Result<Option<Ipv4Addr>> {
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("invalid {flag} {v:?}: use {hint}"))
+        })
+        .transpose()
 }

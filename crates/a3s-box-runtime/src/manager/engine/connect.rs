@@ -120,21 +120,10 @@ impl Engine {
         box_key: &str,
         req: NetworkConnect,
     ) -> Result<()> {
-        let store = NetworkStore::new(&self.home);
-        let net = store.get(net_key)?;
-        let record = self.get(box_key)?;
-        refuse_pods(&record)?;
-        let name = record.config.name.clone();
-        let spec = connected(&record.config.spec.sandbox.network, &name, &net, &req)?;
-        crate::network::dataplane::check_spec(&self.config, &spec)?;
-        let live = Request::NetworkConnect {
-            network: net.name.clone(),
-            spec: spec.clone(),
-        };
-        let edit = |s: &NetworkSpec| connected(s, &name, &net, &req);
-        self.edit_network(&record, live, edit).await?;
-        self.record_network_event(EventAction::Connect, &net, &record);
-        Ok(())
+        let change =
+            |s: &NetworkSpec, name: &str, net: &NetworkRecord| connected(s, name, net, &req);
+        self.change_network(net_key, box_key, EventAction::Connect, change)
+            .await
     }
 
     /// `network disconnect NET BOX`.
@@ -144,19 +133,36 @@ impl Engine {
         box_key: &str,
         _force: bool,
     ) -> Result<()> {
-        let store = NetworkStore::new(&self.home);
-        let net = store.get(net_key)?;
+        self.change_network(net_key, box_key, EventAction::Disconnect, disconnected)
+            .await
+    }
+
+    /// Connect (`action` `Connect`) or disconnect the box to or from the
+    /// network: `change` makes the box's network spec from a spec, the
+    /// box's name and the network, for the running box and for the stored
+    /// spec alike.
+    async fn change_network(
+        &self,
+        net_key: &str,
+        box_key: &str,
+        action: EventAction,
+        change: impl Fn(&NetworkSpec, &str, &NetworkRecord) -> Result<NetworkSpec>,
+    ) -> Result<()> {
+        let net = NetworkStore::new(&self.home).get(net_key)?;
         let record = self.get(box_key)?;
         refuse_pods(&record)?;
         let name = record.config.name.clone();
-        let spec = disconnected(&record.config.spec.sandbox.network, &name, &net)?;
-        let live = Request::NetworkDisconnect {
-            network: net.name.clone(),
-            spec: spec.clone(),
+        let spec = change(&record.config.spec.sandbox.network, &name, &net)?;
+        let network = net.name.clone();
+        let live = if action == EventAction::Connect {
+            crate::network::dataplane::check_spec(&self.config, &spec)?;
+            Request::NetworkConnect { network, spec }
+        } else {
+            Request::NetworkDisconnect { network, spec }
         };
-        let edit = |s: &NetworkSpec| disconnected(s, &name, &net);
-        self.edit_network(&record, live, edit).await?;
-        self.record_network_event(EventAction::Disconnect, &net, &record);
+        self.edit_network(&record, live, |s| change(s, &name, &net))
+            .await?;
+        self.record_network_event(action, &net, &record);
         Ok(())
     }
 

@@ -16,7 +16,9 @@ use a3s_box_core::{BoxError, Result};
 
 use super::client::{self, Attached};
 use super::wire::{self, AttachRequest};
-use super::{attach_request, egress_request, resolve_networks, Link, PreparedNetwork};
+use super::{
+    attach_request, egress_request, host_gateway, resolve_networks, Link, PreparedNetwork,
+};
 use crate::config::EngineConfig;
 use crate::network::store::NetworkStore;
 
@@ -58,19 +60,14 @@ impl PreparedNetwork {
             )));
         };
         let first = &networks[0].0;
-        let host_gateway = first.host_gateway().filter(|_| engine.network.host_gateway);
+        let host_gateway = host_gateway(engine, first);
         let dir = store.network_dir(&net.name);
-        let aliases = attachment
-            .as_ref()
-            .map(|a| a.aliases.clone())
-            .unwrap_or_default();
         let request = AttachRequest {
             mac: Some(self.slots[slot].mac),
             adopt: Some(wire::spare_name(&self.box_id, slot)),
             ..attach_request(
                 &self.box_id,
                 &self.name,
-                &aliases,
                 attachment,
                 spec,
                 egress_request(spec, &networks, host_gateway),
@@ -84,6 +81,7 @@ impl PreparedNetwork {
         let tap = wire::tap_name(&self.box_id);
         client::lend(&park, &self.box_id, &spare, &tap, target.as_fd()).await?;
         let parking = client::namespace_at(&park).await?;
+        let aliases = request.aliases.clone();
         let Attached {
             attachment,
             connection,

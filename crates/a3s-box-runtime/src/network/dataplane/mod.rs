@@ -181,7 +181,7 @@ impl PreparedNetwork {
         let store = NetworkStore::new(&engine.home_dir());
         let networks = resolve_networks(&store, spec)?;
         let first = &networks[0].0;
-        let host_gateway = first.host_gateway().filter(|_| engine.network.host_gateway);
+        let host_gateway = host_gateway(engine, first);
         check(spec, first, host_gateway)?;
         // Host ports first: a port in use fails before anything is made.
         prepared.ports = ports::bind_ports(&ports::published(spec))?;
@@ -193,10 +193,6 @@ impl PreparedNetwork {
         let mut spares = Vec::new();
         for (i, (net, attachment)) in networks.iter().enumerate() {
             let dir = store.network_dir(&net.name);
-            let aliases = attachment
-                .as_ref()
-                .map(|a| a.aliases.clone())
-                .unwrap_or_default();
             let request = AttachRequest {
                 mac: if i == 0 { spec.mac_address } else { None },
                 // Spares park in the first network's namespace.
@@ -210,13 +206,13 @@ impl PreparedNetwork {
                 ..attach_request(
                     who.id,
                     &name,
-                    &aliases,
                     attachment,
                     spec,
                     egress.clone(),
                     internal_only,
                 )
             };
+            let aliases = request.aliases.clone();
             let Attached {
                 attachment,
                 taps,
@@ -495,7 +491,7 @@ pub fn check_spec(engine: &EngineConfig, spec: &NetworkSpec) -> Result<()> {
         }
     }
     let first = &networks[0].0;
-    let host_gateway = first.host_gateway().filter(|_| engine.network.host_gateway);
+    let host_gateway = host_gateway(engine, first);
     check(spec, first, host_gateway)
 }
 
@@ -549,10 +545,15 @@ fn check(spec: &NetworkSpec, first: &NetworkRecord, host_gateway: Option<Ipv4Add
 /// An attach of box `box_id` (called `name`) to one network with
 /// `aliases` (its `attachment` of `spec`), before its MAC, spares and
 /// adoption are said.
+/// The host gateway boxes whose first network is `first` see, unless
+/// `host-gateway` is turned off.
+fn host_gateway(engine: &EngineConfig, first: &NetworkRecord) -> Option<Ipv4Addr> {
+    first.host_gateway().filter(|_| engine.network.host_gateway)
+}
+
 fn attach_request(
     box_id: &str,
     name: &str,
-    aliases: &[String],
     attachment: &Option<a3s_box_core::spec::NetworkAttachment>,
     spec: &NetworkSpec,
     egress: Option<EgressRequest>,
@@ -562,7 +563,10 @@ fn attach_request(
         version: PROTOCOL_VERSION,
         box_id: box_id.to_string(),
         name: name.to_string(),
-        aliases: aliases.to_vec(),
+        aliases: attachment
+            .as_ref()
+            .map(|a| a.aliases.clone())
+            .unwrap_or_default(),
         ipv4: attachment.as_ref().and_then(|a| a.ipv4),
         mac: None,
         egress,
