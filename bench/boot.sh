@@ -33,10 +33,11 @@ gcc -O2 -static -o "$work/init" bench/trivial-init.c
 info="$("$bin" info --format json)"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$info"; }
 accel="${ACCEL:-$(field '["accelerator"]["accel"]')}"
-cpu=max; [[ "$accel" == kvm ]] && cpu=host
+# The bare VM gets the CPU and command line a3s-box gives its own.
+cpu="$(field '["cpu"]')"; [[ "$accel" == kvm ]] && cpu=host
 qemu="qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,acpi=off -accel $accel -cpu $cpu \
  -m ${mem}M -smp $cpus -nodefaults -no-user-config -nographic -no-reboot -serial null -initrd $work/trivial.cpio"
-# Our kernel gets the command line a3s-box gives it; the stock kernel the minimal one.
+# The stock kernel gets the minimal command line.
 ours_args="$(field '["kernel_args"]')"
 
 echo "accelerator: $accel, vCPUs: $cpus, memory: ${mem} MiB, runs: $runs"

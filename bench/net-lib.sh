@@ -3,7 +3,7 @@
 # Every process is started in its own session and recorded; every namespace
 # is recorded; net_cleanup (the EXIT trap) ends and removes them by id.
 
-NET_KARGS="console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check 8250.nr_uarts=1 random.trust_cpu=on noapictimer"
+NET_KARGS="console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check 8250.nr_uarts=1 random.trust_cpu=on noapictimer noreplace-smp"
 NET_PIDS=()    # session leaders started by spawn
 NET_NETNS=()   # named network namespaces made by net_netns_add
 NET_UID=65534  # the unprivileged user of the rootless variants
@@ -136,7 +136,7 @@ except Exception:
 # array QEMU; the caller adds the network arguments.
 qemu_argv() {
     QEMU=(qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,acpi=off
-        -accel tcg -cpu max -m "${MEMORY_MIB}M" -smp "$1"
+        -accel tcg -cpu max,-erms,-fsrm -m "${MEMORY_MIB}M" -smp "$1"
         -nodefaults -no-user-config -nographic -no-reboot -serial "file:$VMLOG"
         -kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.cpio"
         -append "$NET_KARGS $2")

@@ -27,6 +27,8 @@ pub struct Info {
     /// Kernel command line boxes boot with on this accelerator (QEMU adds
     /// the device list).
     pub kernel_args: String,
+    /// QEMU's `-cpu` on this accelerator.
+    pub cpu: String,
     /// initramfs file.
     pub initramfs: PathBuf,
     /// Whether kernel and initramfs exist.
@@ -79,6 +81,7 @@ pub fn info(
     let accelerator = accel::decide(choice, &accel::HostKvm::probe())?;
     Ok(Info {
         kernel_args: crate::vmm::qemu::cmdline::kernel_args(accelerator.accel),
+        cpu: crate::vmm::qemu::cmdline::cpu_model(accelerator.accel).to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         home: config.home.clone(),
         accelerator,

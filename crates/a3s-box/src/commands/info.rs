@@ -37,6 +37,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
     println!("QEMU:           {}", info.qemu.display());
     println!("  Version:      {}", or_unknown(&info.qemu_version));
+    println!("  CPU:          {}", info.cpu);
     println!("Network:        {}", info.network.plane);
     println!("  Reason:       {}", info.network.reason);
     println!("  Uplink:       {}", info.network.pasta);

@@ -308,7 +308,7 @@ mod tests {
         assert!(plan
             .machine
             .kernel_cmdline
-            .ends_with("noapictimer a3s.debug"));
+            .ends_with("noapictimer noreplace-smp a3s.debug"));
     }
 
     #[test]
