@@ -17,6 +17,10 @@
 # usage: bench/ab.sh OLD_TREE [ROUNDS]      (FIGURES="boot exec" to measure only some)
 #   e.g. git worktree add /tmp/a3s-old <commit> && make -C /tmp/a3s-old setup
 #        bench/ab.sh /tmp/a3s-old 15
+# env:   CPUS       vCPUs of every box (default 1)
+#        OLD_KERNEL the guest kernel the old side boots (default: its own).
+#                   OLD_KERNEL=target/share/a3s-box/vmlinux boots both sides on
+#                   this tree's kernel: the engine against the engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,13 +36,20 @@ done
 
 work="$(mktemp -d /tmp/a3s-bench-ab.XXXXXX)"
 rootfs="$PWD/target/share/a3s-box/rootfs-busybox"
-opts="--cpus 1 --memory 256m --rootfs $rootfs"
+opts="--cpus ${CPUS:-1} --memory 256m --rootfs $rootfs"
 new_opts="$opts ${NEW_OPTS---network none}"
-# run_as SIDE CMD...: the side's binary with its own home and assets.
+# The old side's assets: its own, or a copy with OLD_KERNEL.
+old_assets="$old_tree/target/share/a3s-box"
+if [[ -n "${OLD_KERNEL:-}" ]]; then
+    cp -a "$old_assets" "$work/old-assets"
+    cp "$(realpath "$OLD_KERNEL")" "$work/old-assets/vmlinux"
+    old_assets="$work/old-assets"
+fi
+# side_env SIDE: the side's binary with its own home and assets.
 side_env() {
-    local side="$1" tree="$old_tree"
-    [[ "$side" == new ]] && tree="$PWD"
-    echo "A3S_HOME=$work/$side A3S_BOX_ASSETS=$tree/target/share/a3s-box $work/$side/bin/a3s-box"
+    local side="$1" assets="$old_assets"
+    [[ "$side" == new ]] && assets="$PWD/target/share/a3s-box"
+    echo "A3S_HOME=$work/$side A3S_BOX_ASSETS=$assets $work/$side/bin/a3s-box"
 }
 # Each side runs fresh copies of its binaries: a binary just written by the linker
 # starts ~10 % slower than a copy of it (its page cache is in small pieces), which

@@ -82,15 +82,20 @@ pub fn wait_for_node(path: &str, wait: Duration) {
     }
 }
 
+/// Where the writable disk with `serial` is mounted.
+pub fn disk_mountpoint(serial: &str) -> Result<String, InitError> {
+    check_name("disk serial", serial)?;
+    Ok(format!("{DISKS}/{serial}"))
+}
+
 /// Mount the writable disk `disk` (once per sandbox); its mountpoint.
 pub fn mount_disk(disk: &DiskSpec) -> Result<String, InitError> {
-    check_name("disk serial", &disk.serial)?;
+    let at = disk_mountpoint(&disk.serial)?;
     let mut mounted = DISK_MOUNTS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(at) = mounted.get(&disk.serial) {
         return Ok(at.clone());
     }
     let device = find_disk(&disk.serial)?;
-    let at = format!("{DISKS}/{}", disk.serial);
     fs::create_dir_all(&at).context(|| format!("create {at}"))?;
     // The inode tables of a fresh layer are left uninitialised (the host
     // file stays sparse); `noinit_itable` keeps the kernel from zeroing them
@@ -105,6 +110,21 @@ pub fn mount_disk(disk: &DiskSpec) -> Result<String, InitError> {
     .context(|| format!("mount the writable layer {device} on {at}"))?;
     mounted.insert(disk.serial.clone(), at.clone());
     Ok(at)
+}
+
+/// Start mounting `disk` on a thread of its own, as soon as the boot spec
+/// names it: with more than one vCPU the mount (the longest step of
+/// assembling a root) runs beside guest-init's other work. [`mount_disk`]
+/// waits for it (the mount holds the table's lock) and reports a failure
+/// when a container needs the disk; nothing is reported here.
+pub fn mount_disk_early(disk: DiskSpec) {
+    let spawned = thread::Builder::new()
+        .name("mount-disk".into())
+        .spawn(move || {
+            let _ = mount_disk(&disk);
+        });
+    // Without the thread the first container mounts the disk itself.
+    drop(spawned);
 }
 
 /// Every mounted writable disk's mountpoint (trimmed at power-off).

@@ -13,7 +13,7 @@ use a3s_box_core::guest::message::{
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::devices::{self, mount_disk, mount_share, set_readahead};
+use super::devices::{self, disk_mountpoint, mount_disk, mount_share, set_readahead};
 use super::etc_files::{self, EtcFile};
 use super::loopdev;
 use super::resolve::{make_dir_in_root, open_file_in};
@@ -99,13 +99,14 @@ impl Layout {
 }
 
 /// Where the writable layer of a container with `storage` goes: a disk
-/// (mounted once per sandbox) and the directory on it, or a tmpfs of its own.
+/// (mounted once per sandbox, by [`build`]) and the directory on it, or a
+/// tmpfs of its own.
 fn plan_layout(id: &str, storage: &StorageSpec) -> Result<Layout, InitError> {
     let Some(disk) = &storage.writable else {
         let rw = format!("{CONTAINERS}/{id}/rw");
         return Ok(Layout::new(id, &rw, true, None));
     };
-    let at = mount_disk(disk)?;
+    let at = disk_mountpoint(&disk.serial)?;
     Ok(match &storage.writable_dir {
         Some(dir) => {
             check_writable_dir(dir).map_err(InitError::Protocol)?;
@@ -150,6 +151,11 @@ fn build(
         mkdir_ok(dir)?;
     }
     mount_image(&spec.root.image, &spec.root.fstype, &layout.lower)?;
+    // After the image: the disk may still be being mounted by
+    // `mount_disk_early`'s thread.
+    if let Some(disk) = &storage.writable {
+        mount_disk(disk)?;
+    }
     if let Some(rw) = &layout.rw_tmpfs {
         let data = match storage.tmpfs_upper_bytes {
             Some(bytes) => format!("mode=0755,size={bytes}"),
