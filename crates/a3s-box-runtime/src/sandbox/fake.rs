@@ -46,6 +46,10 @@ pub struct FakeBehaviour {
     pub boot_delay: Duration,
     /// The VM fails to start.
     pub fail_boot: bool,
+    /// The VM has a writable layer disk (so the host asks for a clean
+    /// shutdown), and its guest takes this long to sync and power off after
+    /// `Shutdown`.
+    pub disk_power_off: Option<Duration>,
 }
 
 /// The fake hypervisor.
@@ -141,6 +145,7 @@ impl SandboxVmm for FakeVmm {
         });
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(vm.clone());
         let guest_vm = vm.clone();
+        let disk = behaviour.disk_power_off.is_some();
         tokio::spawn(async move {
             if let Ok((stream, _)) = listener.accept().await {
                 let (reader, writer) = split(stream);
@@ -158,6 +163,10 @@ impl SandboxVmm for FakeVmm {
             root_fstype: "erofs".into(),
             storage: VmStorage {
                 read_only: req.storage.read_only,
+                devices: disk
+                    .then(|| crate::storage::plan::writable_disk(req.dir.join("rw.img")))
+                    .into_iter()
+                    .collect(),
                 ..VmStorage::default()
             },
             control: Some(Arc::new(FakeControl {
@@ -321,6 +330,13 @@ impl Guest {
                 frame = reader.next() => match frame {
                     Ok(Some(frame)) => {
                         if !self.on_host(frame) {
+                            // Sync and power off, unless killed meanwhile.
+                            if let Some(delay) = self.behaviour.disk_power_off {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(delay) => {}
+                                    _ = self.vm.killed.notified() => {}
+                                }
+                            }
                             break;
                         }
                     }

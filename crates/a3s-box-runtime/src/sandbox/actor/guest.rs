@@ -6,7 +6,7 @@ use a3s_box_core::guest::message::{ContainerOp, GuestMessage, HostMessage, Messa
 use a3s_box_core::guest::{Frame, StdStream};
 use a3s_box_core::BoxError;
 
-use super::{Actor, Vm};
+use super::{Actor, Running, Vm};
 use crate::sandbox::container::Phase;
 use crate::sandbox::vmm::{channel_lost, vm_error};
 
@@ -150,10 +150,22 @@ impl Actor {
         self.send_frame(&Frame::Control(Message::Host(HostMessage::Shutdown)))
             .await;
         let grace = match &self.vm {
-            Vm::Up { running, .. } if running.clean_shutdown => super::lifecycle::SHUTDOWN_TIMEOUT,
+            Vm::Up { running, .. } if running.clean_shutdown && !self.nothing_outlives(running) => {
+                super::lifecycle::SHUTDOWN_TIMEOUT
+            }
             _ => std::time::Duration::ZERO,
         };
         self.retire_vm(grace, None);
+    }
+
+    /// Whether nothing the VM could still flush outlives it: a standalone
+    /// `--rm` box (its writable layer is removed with it) without host
+    /// shares (their writes must reach the host). Its VM is stopped at once,
+    /// without the guest's sync, trim and power-off (~40 ms under TCG).
+    fn nothing_outlives(&self, running: &Running) -> bool {
+        !self.is_pod()
+            && running.storage.fs_mounts.is_empty()
+            && self.containers.values().all(|c| c.setup.auto_remove)
     }
 
     /// A container's root exists in the VM.

@@ -197,6 +197,32 @@ async fn rm_boxes_go_once_their_holder_read_the_end() {
 }
 
 #[tokio::test]
+async fn an_rm_box_is_not_flushed_before_it_goes() {
+    let t = env();
+    let power_off = Duration::from_millis(400);
+    t.vmm.set(FakeBehaviour {
+        disk_power_off: Some(power_off),
+        ..FakeBehaviour::default()
+    });
+    // A kept box's layer must reach its disk: the guest syncs and powers off.
+    let kept = t.run(&["hang"], |_| {}).await;
+    let start = Instant::now();
+    t.engine.stop(&kept, Duration::ZERO).await.unwrap();
+    assert!(start.elapsed() >= power_off, "{:?}", start.elapsed());
+    assert_eq!(t.status(&kept), BoxStatus::Exited);
+    // An `--rm` box's layer goes with it: its VM is stopped at once.
+    let gone = t.run(&["hang"], |c| c.auto_remove = true).await;
+    let start = Instant::now();
+    t.engine.stop(&gone, Duration::ZERO).await.unwrap();
+    assert!(start.elapsed() < power_off, "{:?}", start.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.engine.get(&gone).is_ok() {
+        assert!(Instant::now() < deadline, "the --rm box stayed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
 async fn wait_conditions_are_dockers() {
     let t = env();
     let id = t.run(&["exit:2"], |_| {}).await;
