@@ -7,7 +7,8 @@
 #
 #   boot     a3s-box run --rm --rootfs R -- /bin/true        (bench/boot.sh's "box")
 #   exec     a3s-box exec BOX true into a running box          (bench/exec.sh)
-#   run -d   until the workload runs; stop -t 0; rm            (bench/lifecycle.sh)
+#   run -d   until the workload runs; stop -t 0                (bench/lifecycle.sh)
+#   rm       rm of an exited box (a copy of one real exited box per sample)
 #
 # The new side runs with NEW_OPTS (default `--network none`: the old build
 # had no network, so the engine is compared with the engine; the network's
@@ -18,6 +19,7 @@
 #   e.g. git worktree add /tmp/a3s-old <commit> && make -C /tmp/a3s-old setup
 #        bench/ab.sh /tmp/a3s-old 15
 # env:   CPUS       vCPUs of every box (default 1)
+#        EXEC_RUNS, RM_RUNS  samples per round of the short figures (default 10)
 #        OLD_KERNEL the guest kernel the old side boots (default: its own).
 #                   OLD_KERNEL=target/share/a3s-box/vmlinux boots both sides on
 #                   this tree's kernel: the engine against the engine.
@@ -99,10 +101,29 @@ measure run-d "$(clean "$old")" "$(clean "$new")" \
     "sh -c '$old run -d $opts -- sleep 600'" "sh -c '$new run -d $new_opts -- sleep 600'"
 prep_stop() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- sleep 600 >/dev/null'"; }
 measure stop "$(prep_stop "$old" "$opts")" "$(prep_stop "$new" "$new_opts")" "sh -c '$old stop -t 0 b'" "sh -c '$new stop -t 0 b'"
-# The box has exited; its supervisor and QEMU wind down for a moment after `wait` returns:
-# let them, so rm is timed on its own.
-prep_rm() { echo "sh -c '$1 rm -f \$($1 ps -aq) >/dev/null 2>&1; $1 run -d --name b $2 -- true >/dev/null; $1 wait b >/dev/null; sleep 0.3'"; }
-measure rm "$(prep_rm "$old" "$opts")" "$(prep_rm "$new" "$new_opts")" "sh -c '$old rm b'" "sh -c '$new rm b'"
+# rm of an exited box. Each side makes one real exited box (its supervisor and QEMU
+# given a moment to wind down after `wait`) and keeps a copy of its directory; every
+# timed `rm` removes a fresh copy of it (restored and synced in --prepare), so rm is
+# timed on its own, RM_RUNS times per round, without a boot per sample. Run through
+# `env` rather than `sh -c`: a shell's start would dilute the ratio.
+if wanted rm; then
+    for side in old new; do
+        cmd="$(side_env $side)" side_opts="$opts"
+        [[ "$side" == new ]] && side_opts="$new_opts"
+        sh -c "$cmd rm -f \$($cmd ps -aq) >/dev/null 2>&1; $cmd run -d --name b $side_opts -- true >/dev/null; $cmd wait b >/dev/null"
+        sleep 0.5
+        id="$(sh -c "$cmd ps -aq")"
+        cp -a --sparse=always "$work/$side/boxes/$id" "$work/$side-rm-box"
+        echo "$id" >"$work/$side-rm-id"
+    done
+fi
+restore() { # SIDE: the side's exited box back in its store
+    local dir="$work/$1/boxes"
+    echo "sh -c 'rm -rf $dir/$(cat "$work/$1-rm-id") $dir/.rm-*; cp -a --sparse=always $work/$1-rm-box $dir/$(cat "$work/$1-rm-id"); sync -f $dir'"
+}
+if wanted rm; then
+    measure rm "$(restore old)" "$(restore new)" "env $old rm b" "env $new rm b" "${RM_RUNS:-10}"
+fi
 
 python3 - "$work" <<'PY'
 import glob, json, os, statistics, sys
